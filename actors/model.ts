@@ -81,8 +81,8 @@ export interface MasterInfo {
 /** Actor ids are `kind:id`, built here and nowhere else. */
 export const actorId = {
   fleet: () => 'fleet',
-  endpoint: (endpointId: string) => `endpoint:${endpointId}`,
-  tunnel: (endpointId: string, instanceId: string) => `tunnel:${endpointId}/${instanceId}`,
+  endpoint: (endpointId: number) => `endpoint:${endpointId}`,
+  tunnel: (endpointId: number, instanceId: string) => `tunnel:${endpointId}/${instanceId}`,
 };
 
 /** Epoch ms → ISO 8601, the one place that formats times for reports and responses. */

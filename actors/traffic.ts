@@ -1,0 +1,166 @@
+/**
+ * Traffic arithmetic: turning NodePass's absolute, cumulative counters into deltas that are never negative
+ * and never counted twice, and into hour buckets. Plain functions over plain JSON, tested on their own
+ * (test/actors/traffic.unit.spec.ts); the tunnel machine only calls them.
+ *
+ * The rules (PROTOCOL §6):
+ * 1. The first sample ever seen for a tunnel is a baseline: it counts nothing (its history is unknown).
+ *    Later samples, across reconnects too, count against the last accepted sample, so traffic during a
+ *    disconnected gap arrives once, as one larger delta.
+ * 2. A counter that goes down was reset: its delta is its new value (it counted up from 0 since the reset).
+ * 3. The `reset` action shows up as one sample with all four counters at 0 after a sample with any above 0.
+ *    NodePass's master has a bug (§6): the second and later resets within one process run store the wrong
+ *    offset, so the first sample after such a reset jumps up by a constant overstatement O. Modelling the
+ *    master exactly (value = base + v − reset, with reset := value − base on each reset action):
+ *      - after the 1st reset of a run, reported values are exact;
+ *      - after the 2nd reset, O = P₁ − base, where P₁ is the value just before the 1st reset and base the
+ *        value when the process run started (the master sets base := value on every start);
+ *      - after the n-th reset (n ≥ 3), O = Pₙ₋₁, the value just before the previous reset (base is 0 by then).
+ *    So for the first non-zero sample after a 2nd-or-later reset we count `max(0, value − O)` and flag a
+ *    jump; later samples differ from the truth by the same constant O, so consecutive differences are exact.
+ *    When the run's start was not observed, base is taken as 0: O is then an upper bound and the jump
+ *    sample under-counts rather than over-counts (flagged as `jumpUncertain`).
+ * 4. A new process run starts when the status goes from `stopped` to `running` (start, restart, PUT, the
+ *    hourly error restart); the run's base is the counters at that moment and its reset count starts at 0.
+ */
+import { COUNTER_KEYS, ZERO_COUNTERS, type Counters } from './model.js';
+
+export const HOUR_MS = 3_600_000;
+
+/** Reset bookkeeping for one tunnel. Plain JSON; persisted with the tunnel state so a restart resumes it. */
+export interface CounterTrack {
+  /** Last accepted absolute counters, or null before the first sample (the baseline). */
+  last: Counters | null;
+  /** Counters when the current process run started, if that start was observed. */
+  runBase: Counters | null;
+  /** Resets observed in the current process run. */
+  resetsInRun: number;
+  /** Absolute counters just before the previous reset in this run (Pₙ₋₁), if any. */
+  beforePreviousReset: Counters | null;
+  /** Overstatement still to subtract from the first non-zero sample of each counter, after a 2nd+ reset. */
+  pendingOffset: Counters | null;
+  /** Whether pendingOffset rests on an unobserved run start (base assumed 0). */
+  offsetUncertain: boolean;
+}
+
+export const newCounterTrack = (): CounterTrack => ({
+  last: null,
+  runBase: null,
+  resetsInRun: 0,
+  beforePreviousReset: null,
+  pendingOffset: null,
+  offsetUncertain: false,
+});
+
+export type SampleFlag = 'baseline' | 'reset' | 'counterDecrease' | 'resetJump' | 'jumpUncertain';
+
+export interface SampleResult {
+  track: CounterTrack;
+  delta: Counters;
+  flags: SampleFlag[];
+}
+
+const allZero = (c: Counters): boolean => c.tcprx === 0 && c.tcptx === 0 && c.udprx === 0 && c.udptx === 0;
+
+export const pickCounters = (c: Counters): Counters => ({ tcprx: c.tcprx, tcptx: c.tcptx, udprx: c.udprx, udptx: c.udptx });
+
+export function addCounters(a: Counters, b: Counters): Counters {
+  return { tcprx: a.tcprx + b.tcprx, tcptx: a.tcptx + b.tcptx, udprx: a.udprx + b.udprx, udptx: a.udptx + b.udptx };
+}
+
+export const isZero = allZero;
+
+/** Marks the start of a new process run (status stopped → running) at the given counters. */
+export function startRun(track: CounterTrack, counters: Counters): CounterTrack {
+  return {
+    ...track,
+    runBase: pickCounters(counters),
+    resetsInRun: 0,
+    beforePreviousReset: null,
+    pendingOffset: null,
+    offsetUncertain: false,
+  };
+}
+
+/** Applies one absolute sample. Never returns a negative delta. */
+export function applySample(track: CounterTrack, sample: Counters): SampleResult {
+  const value = pickCounters(sample);
+  const last = track.last;
+  if (last === null) {
+    return { track: { ...track, last: value }, delta: { ...ZERO_COUNTERS }, flags: ['baseline'] };
+  }
+
+  if (allZero(value) && !allZero(last)) {
+    // The `reset` action (rule 3). Everything before it was already counted.
+    const resetsInRun = track.resetsInRun + 1;
+    let pendingOffset: Counters | null = null;
+    let offsetUncertain = false;
+    if (resetsInRun >= 2 && track.beforePreviousReset) {
+      const previous = track.beforePreviousReset;
+      const base = resetsInRun === 2 ? track.runBase : ZERO_COUNTERS;
+      offsetUncertain = resetsInRun === 2 && track.runBase === null;
+      pendingOffset = { ...ZERO_COUNTERS };
+      for (const k of COUNTER_KEYS) pendingOffset[k] = Math.max(0, previous[k] - (base ? base[k] : 0));
+    }
+    return {
+      track: { ...track, last: value, resetsInRun, beforePreviousReset: last, pendingOffset, offsetUncertain },
+      delta: { ...ZERO_COUNTERS },
+      flags: ['reset'],
+    };
+  }
+
+  const delta = { ...ZERO_COUNTERS };
+  const flags: SampleFlag[] = [];
+  let pendingOffset = track.pendingOffset;
+  for (const k of COUNTER_KEYS) {
+    const now = value[k];
+    const before = last[k];
+    const offset = pendingOffset ? pendingOffset[k] : 0;
+    if (offset > 0 && now > 0) {
+      // First sample of this counter after a buggy reset: remove the overstatement once (rule 3).
+      delta[k] = Math.max(0, now - before - offset);
+      if (!flags.includes('resetJump')) flags.push('resetJump');
+      if (track.offsetUncertain && !flags.includes('jumpUncertain')) flags.push('jumpUncertain');
+      pendingOffset = { ...pendingOffset!, [k]: 0 };
+    } else if (now >= before) {
+      delta[k] = now - before;
+    } else {
+      delta[k] = now; // rule 2: counted up from 0 since the reset
+      if (!flags.includes('counterDecrease')) flags.push('counterDecrease');
+    }
+  }
+  if (pendingOffset && allZero(pendingOffset)) pendingOffset = null;
+  return { track: { ...track, last: value, pendingOffset }, delta, flags };
+}
+
+/** Start of the UTC hour that contains `ms`. */
+export const hourOf = (ms: number): number => Math.floor(ms / HOUR_MS) * HOUR_MS;
+
+/**
+ * Adds a delta to the hour bucket of `at`, keeping at most `keepHours` buckets (the oldest are dropped:
+ * the state flusher has checkpointed them long before, as every change is queued with its bucket values).
+ */
+export function addToHourBuckets(
+  buckets: Record<string, Counters>,
+  at: number,
+  delta: Counters,
+  keepHours = 3,
+): Record<string, Counters> {
+  if (allZero(delta)) return buckets;
+  const key = String(hourOf(at));
+  const next: Record<string, Counters> = { ...buckets, [key]: addCounters(buckets[key] ?? ZERO_COUNTERS, delta) };
+  const keys = Object.keys(next);
+  if (keys.length > keepHours) {
+    keys.sort((a, b) => Number(a) - Number(b));
+    for (const old of keys.slice(0, keys.length - keepHours)) delete next[old];
+  }
+  return next;
+}
+
+/** Bytes per second between two samples, for the "current rate" of a tunnel. */
+export function ratesOf(delta: Counters, spanMs: number): Counters {
+  if (spanMs <= 0) return { ...ZERO_COUNTERS };
+  const r = { ...ZERO_COUNTERS };
+  for (const k of COUNTER_KEYS) r[k] = Math.round((delta[k] * 1000) / spanMs);
+  return r;
+}

@@ -1,0 +1,411 @@
+/**
+ * The tunnel machine: one actor per NodePass instance, keyed by (endpoint, instance id).
+ *
+ * States mirror the instance's status (`running`, `stopped`, `error`) plus the final `deleted` tombstone.
+ * Every event that carries an instance — `log` included, since NodePass reports `error` mostly there —
+ * is an idempotent upsert of the full snapshot, guarded by the event's own time: an event older than the
+ * last applied one changes nothing (its log line still counts, see log-identity.ts). Counter arithmetic is
+ * in traffic.ts; this file only routes and records.
+ *
+ * Effects are named stubs (`persistConfig`, `queueState`, `queueLog`, `persistStatusChange`,
+ * `memoryFailed`): the runtime supplies them with `.provide()`, replay and tests supply their own.
+ */
+import { assign, enqueueActions, setup } from 'xstate';
+import { lineHash, newLogDedupe, sightLogLine, type LogDedupe } from './log-identity.js';
+import {
+  ZERO_COUNTERS,
+  type Counters,
+  type InstanceEvent,
+  type InstanceMeta,
+  type InstanceStatus,
+} from './model.js';
+import type { TunnelKey } from './records.js';
+import {
+  addCounters,
+  addToHourBuckets,
+  applySample,
+  newCounterTrack,
+  pickCounters,
+  ratesOf,
+  startRun,
+  type CounterTrack,
+  type SampleFlag,
+} from './traffic.js';
+
+export interface TunnelSettings {
+  /** How long a log line's identity is remembered for de-duplication (Infinity in replay). */
+  logDedupeWindowMs: number;
+  /** How many status changes the context keeps (all of them are persisted). */
+  statusHistoryLimit: number;
+}
+
+export const DEFAULT_TUNNEL_SETTINGS: TunnelSettings = { logDedupeWindowMs: 10 * 60_000, statusHistoryLimit: 100 };
+
+export interface StatusChange {
+  at: number;
+  status: InstanceStatus;
+}
+
+export interface TunnelContext extends TunnelKey {
+  alias: string;
+  type: string;
+  url: string;
+  config: string;
+  restart: boolean;
+  meta: InstanceMeta;
+  /** null until the first event for the instance has been applied. */
+  status: InstanceStatus | null;
+  mode: number;
+  ping: number;
+  pool: number;
+  tcps: number;
+  udps: number;
+  /** Last absolute counters as NodePass reported them. */
+  counters: Counters;
+  /** Sum of accepted deltas. */
+  traffic: Counters;
+  /** Bytes per second over the last interval with a sample. */
+  rates: Counters;
+  /** Deltas per UTC hour (keys: hour start, epoch ms) for the last few hours. */
+  hours: Record<string, Counters>;
+  track: CounterTrack;
+  /** Event time of the last applied state (staleness guard), 0 before any. */
+  stateAt: number;
+  /** Clock time when the state last changed. */
+  updatedAt: number;
+  logLines: number;
+  logDedupe: LogDedupe;
+  statusChanges: StatusChange[];
+  deleted: boolean;
+  deletedAt: number | null;
+  /** What was deliberately not applied, by reason. */
+  ignored: { stale: number; duplicateLog: number };
+  /** Counter anomalies noticed (see traffic.ts). */
+  anomalies: { resets: number; decreases: number; resetJumps: number; uncertainJumps: number };
+  settings: TunnelSettings;
+}
+
+export type TunnelEvent =
+  | { type: 'tunnel.observe'; event: InstanceEvent; receivedAt: number; connection: number }
+  | { type: 'tunnel.tombstone'; at: number; receivedAt: number; reason: string };
+
+export interface TunnelInput extends TunnelKey {
+  settings?: Partial<TunnelSettings>;
+  /** A context restored from the database after a restart. */
+  restore?: TunnelContext;
+}
+
+/** Parameters of the effects, so the runtime knows exactly what changed. */
+export interface ConfigChangeParams {
+  context: TunnelContext;
+  at: number;
+}
+export interface StateChangeParams {
+  context: TunnelContext;
+  /** The hour buckets this change touched, with their absolute values. */
+  hours: Record<string, Counters>;
+}
+export interface LogLineParams extends TunnelKey {
+  at: number;
+  time: string;
+  hash: string;
+  ordinal: number;
+  raw: string;
+}
+export interface StatusChangeParams extends TunnelKey {
+  at: number;
+  status: InstanceStatus;
+}
+export interface MemoryFailureParams extends TunnelKey {
+  event: InstanceEvent;
+  error: string;
+}
+
+export function newTunnelContext(input: TunnelInput): TunnelContext {
+  if (input.restore) return { ...input.restore, settings: { ...DEFAULT_TUNNEL_SETTINGS, ...input.settings } };
+  return {
+    endpointId: input.endpointId,
+    instanceId: input.instanceId,
+    alias: '',
+    type: '',
+    url: '',
+    config: '',
+    restart: false,
+    meta: { peer: { sid: '', type: '', alias: '' }, tags: {} },
+    status: null,
+    mode: 0,
+    ping: 0,
+    pool: 0,
+    tcps: 0,
+    udps: 0,
+    counters: { ...ZERO_COUNTERS },
+    traffic: { ...ZERO_COUNTERS },
+    rates: { ...ZERO_COUNTERS },
+    hours: {},
+    track: newCounterTrack(),
+    stateAt: 0,
+    updatedAt: 0,
+    logLines: 0,
+    logDedupe: newLogDedupe(),
+    statusChanges: [],
+    deleted: false,
+    deletedAt: null,
+    ignored: { stale: 0, duplicateLog: 0 },
+    anomalies: { resets: 0, decreases: 0, resetJumps: 0, uncertainJumps: 0 },
+    settings: { ...DEFAULT_TUNNEL_SETTINGS, ...input.settings },
+  };
+}
+
+/** What one observation did, computed by the pure `observe` below. */
+export interface Observation {
+  context: TunnelContext;
+  stale: boolean;
+  configChanged: boolean;
+  stateChanged: boolean;
+  statusChanged: boolean;
+  hoursTouched: Record<string, Counters>;
+  log: LogLineParams | null;
+}
+
+const sameMeta = (a: InstanceMeta, b: InstanceMeta): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Applies one event to a tunnel's context. Pure apart from the log de-duplication record, which it updates
+ * in place (it is owned by this tunnel alone and would otherwise be copied on every log line).
+ */
+export function observe(
+  ctx: TunnelContext,
+  event: InstanceEvent,
+  receivedAt: number,
+  connection: number,
+): Observation {
+  const result: Observation = {
+    context: ctx,
+    stale: false,
+    configChanged: false,
+    stateChanged: false,
+    statusChanged: false,
+    hoursTouched: {},
+    log: null,
+  };
+  let next = ctx;
+
+  if (event.type === 'log') {
+    const hash = lineHash(event.logs);
+    const { ordinal } = sightLogLine(
+      ctx.logDedupe,
+      { time: event.time, hash, at: event.at, connection },
+      ctx.settings.logDedupeWindowMs,
+    );
+    if (ordinal > 0) {
+      next = { ...next, logLines: next.logLines + 1 };
+      result.log = {
+        endpointId: ctx.endpointId,
+        instanceId: ctx.instanceId,
+        at: event.at,
+        time: event.time,
+        hash,
+        ordinal,
+        raw: event.logs,
+      };
+    } else {
+      next = { ...next, ignored: { ...next.ignored, duplicateLog: next.ignored.duplicateLog + 1 } };
+    }
+  }
+
+  if (event.at < ctx.stateAt) {
+    // An older snapshot than the one we hold: it must not move state or counters back.
+    result.stale = true;
+    if (event.type !== 'log') next = { ...next, ignored: { ...next.ignored, stale: next.ignored.stale + 1 } };
+    result.context = next;
+    return result;
+  }
+
+  const inst = event.instance;
+  const firstSight = ctx.status === null;
+  const configChanged =
+    firstSight ||
+    inst.alias !== ctx.alias ||
+    inst.type !== ctx.type ||
+    inst.url !== ctx.url ||
+    inst.config !== ctx.config ||
+    inst.restart !== ctx.restart ||
+    inst.status !== ctx.status ||
+    event.type === 'delete' ||
+    !sameMeta(inst.meta, ctx.meta);
+
+  // Counters: a new process run starts on stopped → running (traffic.ts rule 4).
+  let track = ctx.track;
+  if (ctx.status === 'stopped' && inst.status === 'running') track = startRun(track, ctx.counters);
+  const sample = applySample(track, inst);
+  const delta = sample.delta;
+  const moved = delta.tcprx + delta.tcptx + delta.udprx + delta.udptx > 0;
+  const hours = moved ? addToHourBuckets(ctx.hours, receivedAt, delta) : ctx.hours;
+  if (moved) {
+    const key = String(Math.floor(receivedAt / 3_600_000) * 3_600_000);
+    result.hoursTouched[key] = hours[key]!;
+  }
+
+  const statusChanged = inst.status !== ctx.status;
+  const statusChanges = statusChanged
+    ? [...ctx.statusChanges, { at: event.at, status: inst.status }].slice(-ctx.settings.statusHistoryLimit)
+    : ctx.statusChanges;
+  const span = ctx.stateAt > 0 ? event.at - ctx.stateAt : 0;
+
+  next = {
+    ...next,
+    alias: inst.alias,
+    type: inst.type,
+    url: inst.url,
+    config: inst.config,
+    restart: inst.restart,
+    meta: inst.meta,
+    status: inst.status,
+    mode: inst.mode,
+    ping: inst.ping,
+    pool: inst.pool,
+    tcps: inst.tcps,
+    udps: inst.udps,
+    counters: pickCounters(inst),
+    traffic: moved ? addCounters(ctx.traffic, delta) : ctx.traffic,
+    rates: span > 0 ? ratesOf(delta, span) : ctx.rates,
+    hours,
+    track: sample.track,
+    stateAt: event.at,
+    updatedAt: receivedAt,
+    statusChanges,
+    anomalies: sample.flags.length > 0 && !sample.flags.includes('baseline') ? countFlags(ctx.anomalies, sample.flags) : ctx.anomalies,
+  };
+  if (event.type === 'delete') next = { ...next, deleted: true, deletedAt: event.at };
+
+  result.context = next;
+  result.configChanged = configChanged;
+  result.statusChanged = statusChanged;
+  result.stateChanged =
+    moved ||
+    inst.mode !== ctx.mode ||
+    inst.ping !== ctx.ping ||
+    inst.pool !== ctx.pool ||
+    inst.tcps !== ctx.tcps ||
+    inst.udps !== ctx.udps ||
+    inst.status !== ctx.status ||
+    sample.track !== ctx.track && sample.flags.length > 0 ||
+    inst.tcprx !== ctx.counters.tcprx ||
+    inst.tcptx !== ctx.counters.tcptx ||
+    inst.udprx !== ctx.counters.udprx ||
+    inst.udptx !== ctx.counters.udptx;
+  return result;
+}
+
+function countFlags(a: TunnelContext['anomalies'], flags: SampleFlag[]): TunnelContext['anomalies'] {
+  return {
+    resets: a.resets + (flags.includes('reset') ? 1 : 0),
+    decreases: a.decreases + (flags.includes('counterDecrease') ? 1 : 0),
+    resetJumps: a.resetJumps + (flags.includes('resetJump') ? 1 : 0),
+    uncertainJumps: a.uncertainJumps + (flags.includes('jumpUncertain') ? 1 : 0),
+  };
+}
+
+/** Whether an observation is current (not older than the state we hold), so it may move the state. */
+const isCurrent = (context: TunnelContext, event: TunnelEvent): event is Extract<TunnelEvent, { type: 'tunnel.observe' }> =>
+  event.type === 'tunnel.observe' && event.event.at >= context.stateAt;
+
+const tunnelSetup = setup({
+  types: {
+    context: {} as TunnelContext,
+    events: {} as TunnelEvent,
+    input: {} as TunnelInput,
+  },
+  actions: {
+    // Effects, supplied by the runtime. Defaults do nothing so the machine runs alone (tests, replay).
+    persistConfig: (_, _params: ConfigChangeParams) => {},
+    queueState: (_, _params: StateChangeParams) => {},
+    queueLog: (_, _params: LogLineParams) => {},
+    persistStatusChange: (_, _params: StatusChangeParams) => {},
+    memoryFailed: (_, _params: MemoryFailureParams) => {},
+  },
+  guards: {
+    observesDeletion: ({ context, event }) => isCurrent(context, event) && event.event.type === 'delete',
+    observesStatus: ({ context, event }, params: { status: InstanceStatus }) =>
+      isCurrent(context, event) && event.event.instance.status === params.status,
+    restoredAs: ({ context }, params: { status: InstanceStatus }) => !context.deleted && context.status === params.status,
+    restoredDeleted: ({ context }) => context.deleted,
+  },
+});
+
+export const tunnelMachine = tunnelSetup.extend({
+  // Declared after the effects so that they can enqueue them by name.
+  actions: {
+    applyObservation: tunnelSetup.createAction(enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'tunnel.observe') return;
+      let obs: Observation;
+      try {
+        obs = observe(context, event.event, event.receivedAt, event.connection);
+      } catch (error) {
+        // The memory path failed for this event: hand it to the fallback (immediate persistence), keep state.
+        enqueue({
+          type: 'memoryFailed',
+          params: {
+            endpointId: context.endpointId,
+            instanceId: context.instanceId,
+            event: event.event,
+            error: error instanceof Error ? error.message : String(error),
+          },
+        });
+        return;
+      }
+      const next = obs.context;
+      enqueue.assign(() => next);
+      if (obs.log) enqueue({ type: 'queueLog', params: obs.log });
+      if (obs.stale) return;
+      if (obs.statusChanged && next.status) {
+        enqueue({
+          type: 'persistStatusChange',
+          params: { endpointId: next.endpointId, instanceId: next.instanceId, at: next.stateAt, status: next.status },
+        });
+      }
+      if (obs.configChanged) enqueue({ type: 'persistConfig', params: { context: next, at: next.stateAt } });
+      if (obs.stateChanged) enqueue({ type: 'queueState', params: { context: next, hours: obs.hoursTouched } });
+    })),
+    markTombstone: assign(({ event }) => {
+      if (event.type !== 'tunnel.tombstone') return {};
+      return { deleted: true, deletedAt: event.at, updatedAt: event.receivedAt };
+    }),
+    persistTombstone: tunnelSetup.createAction(enqueueActions(({ context, enqueue }) => {
+      enqueue({ type: 'persistConfig', params: { context, at: context.deletedAt ?? context.stateAt } });
+    })),
+  },
+}).createMachine({
+  id: 'tunnel',
+  context: ({ input }) => newTunnelContext(input),
+  initial: 'pending',
+  states: {
+    /** Spawned and not yet observed, or restored from the database: go to the status held, if any. */
+    pending: {
+      always: [
+        { guard: 'restoredDeleted', target: 'deleted' },
+        { guard: { type: 'restoredAs', params: { status: 'running' } }, target: 'running' },
+        { guard: { type: 'restoredAs', params: { status: 'stopped' } }, target: 'stopped' },
+        { guard: { type: 'restoredAs', params: { status: 'error' } }, target: 'error' },
+      ],
+    },
+    running: {},
+    stopped: {},
+    error: {},
+    /** The tombstone: the instance is gone. The actor is done; its parent keeps the id and ignores later events. */
+    deleted: { type: 'final' },
+  },
+  on: {
+    'tunnel.observe': [
+      { guard: 'observesDeletion', target: '.deleted', actions: 'applyObservation' },
+      { guard: { type: 'observesStatus', params: { status: 'running' } }, target: '.running', actions: 'applyObservation' },
+      { guard: { type: 'observesStatus', params: { status: 'stopped' } }, target: '.stopped', actions: 'applyObservation' },
+      { guard: { type: 'observesStatus', params: { status: 'error' } }, target: '.error', actions: 'applyObservation' },
+      // Stale: only its log line (if new) is taken.
+      { actions: 'applyObservation' },
+    ],
+    'tunnel.tombstone': { target: '.deleted', actions: ['markTombstone', 'persistTombstone'] },
+  },
+});
+
+export type TunnelMachine = typeof tunnelMachine;

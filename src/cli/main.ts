@@ -1,0 +1,18 @@
+/**
+ * `tunnelpulse`: the command line. Each subcommand lives beside the part it drives and registers itself here.
+ */
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { registerReplayCommand } from '../replay/command.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('tunnelpulse')
+    .description('Real-time monitoring backend for NodePass tunnel fleets')
+    .version(pkg.version);
+  registerReplayCommand(program);
+  return program;
+}
+
+await buildProgram().parseAsync(process.argv);
