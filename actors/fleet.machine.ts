@@ -8,11 +8,25 @@
 import { assign, enqueueActions, setup, type ActorRefFrom } from 'xstate';
 import { endpointMachine, type EndpointInput } from './endpoint.machine.js';
 import { actorId } from './model.js';
+import { batcherMachine, type BatcherInput } from './supervisors/batcher.machine.js';
+import { scheduledJobMachine, type ScheduledJobInput } from './supervisors/scheduled-job.machine.js';
 
 export type EndpointRef = ActorRefFrom<typeof endpointMachine>;
+export type BatcherRef = ActorRefFrom<typeof batcherMachine>;
+export type ScheduledJobRef = ActorRefFrom<typeof scheduledJobMachine>;
+
+/** The persistence supervisors, each registered in the actor system under its name. */
+export interface SupervisorInputs {
+  configWriter: BatcherInput;
+  stateFlusher: BatcherInput;
+  logBatcher: BatcherInput;
+  hourlyRollup: ScheduledJobInput;
+  retention: ScheduledJobInput;
+}
 
 export interface FleetContext {
   endpoints: Record<string, EndpointRef>;
+  supervisors: Partial<Record<keyof SupervisorInputs, BatcherRef | ScheduledJobRef>>;
   /** Inputs by endpoint id, to restart a failed endpoint actor. */
   inputs: Record<string, EndpointInput>;
   endpointRestarts: number;
@@ -26,13 +40,15 @@ export type FleetEvent =
 
 export interface FleetInput {
   endpoints?: EndpointInput[];
+  /** Absent: no persistence (replay into memory, tests). */
+  supervisors?: SupervisorInputs;
   /** Endpoint actor restarts allowed over the life of the fleet, per endpoint. */
   restartBudget?: number;
 }
 
 const fleetSetup = setup({
   types: { context: {} as FleetContext, events: {} as FleetEvent, input: {} as FleetInput },
-  actors: { endpoint: endpointMachine },
+  actors: { endpoint: endpointMachine, batcher: batcherMachine, scheduledJob: scheduledJobMachine },
   actions: {
     endpointFailed: (_, _params: { endpointId: number; error: string; restarted: boolean }) => {},
   },
@@ -98,7 +114,17 @@ export const fleetMachine = fleetSetup
         endpoints[String(e.endpointId)] = spawn('endpoint', { id: actorId.endpoint(e.endpointId), input: e }) as EndpointRef;
         inputs[String(e.endpointId)] = e;
       }
-      return { endpoints, inputs, endpointRestarts: 0, endpointFailures: 0, restartBudget: input.restartBudget ?? 10 };
+      const supervisors: FleetContext['supervisors'] = {};
+      if (input.supervisors) {
+        const s = input.supervisors;
+        for (const name of ['configWriter', 'stateFlusher', 'logBatcher'] as const) {
+          supervisors[name] = spawn('batcher', { id: name, systemId: name, input: s[name] }) as BatcherRef;
+        }
+        for (const name of ['hourlyRollup', 'retention'] as const) {
+          supervisors[name] = spawn('scheduledJob', { id: name, systemId: name, input: s[name] }) as ScheduledJobRef;
+        }
+      }
+      return { endpoints, supervisors, inputs, endpointRestarts: 0, endpointFailures: 0, restartBudget: input.restartBudget ?? 10 };
     },
     initial: 'running',
     states: { running: {} },

@@ -4,6 +4,8 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { registerReplayCommand } from '../replay/command.js';
+import { registerServiceCommands } from '../service/command.js';
+import { registerSimCommand } from '../sim/command.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -11,7 +13,9 @@ export function buildProgram(): Command {
   const program = new Command('tunnelpulse')
     .description('Real-time monitoring backend for NodePass tunnel fleets')
     .version(pkg.version);
+  registerServiceCommands(program);
   registerReplayCommand(program);
+  registerSimCommand(program);
   return program;
 }
 

@@ -18,6 +18,7 @@ import { EmbeddedDatabaseError } from './errors.js';
 export const DEFAULT_EMBEDDED_DATA_DIR = './data/pglite';
 
 export type Sql = postgres.Sql;
+export type TransactionSql = postgres.TransactionSql;
 
 export interface Database {
   readonly sql: Sql;

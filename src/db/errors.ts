@@ -46,3 +46,10 @@ export class EndpointNotFoundError extends DatabaseLayerError {
     super(`endpoint ${id} does not exist`, 'ENDPOINT_NOT_FOUND', 404);
   }
 }
+
+/** A paging cursor that this layer did not produce (or that was altered). */
+export class InvalidCursorError extends DatabaseLayerError {
+  constructor() {
+    super('invalid paging cursor', 'INVALID_CURSOR', 400);
+  }
+}

@@ -53,7 +53,9 @@ export const JournalEntrySchema = Type.Union([
     ...Base,
     kind: Type.Literal('close'),
     /** The stream's close reason (`{ kind: 'eof', afterShutdown }`, `{ kind: 'auth', status, body }`, …). */
-    reason: Type.Object({ kind: Type.String() }, { additionalProperties: true }),
+    reason: Type.Unsafe<{ kind: string } & Record<string, unknown>>(
+      Type.Object({ kind: Type.String() }, { additionalProperties: true }),
+    ),
     stats: Type.Optional(Type.Record(Type.String(), Type.Union([Type.Number(), Type.Null()]))),
   }),
   Type.Object({ ...Base, kind: Type.Literal('gap'), dropped: Type.Number() }),
@@ -153,7 +155,10 @@ export interface JournalWriterOptions {
   maxFileBytes?: number;
   /** Rotated files kept (the oldest are deleted); 0 keeps them all. */
   maxFiles?: number;
-  /** Serialised entries waiting for the disk beyond this are dropped and counted (a `gap` entry follows). */
+  /**
+   * Serialised entries queued behind the batch being written, beyond this, are dropped and counted (a `gap`
+   * entry follows). Memory is about twice this at worst (the queue plus the batch in flight).
+   */
   maxBufferedBytes?: number;
   /** Receive-time clock (epoch ms) for entries recorded through `endpoint()`, and for rotation stamps. */
   now?: () => number;
@@ -299,7 +304,11 @@ export class JournalWriter {
 
   /** Resolves when everything appended so far is written (and synced, unless the policy is `never`). */
   async flush(): Promise<void> {
-    if (this.fsync !== 'never') this.requestSync();
+    if (this.fsync !== 'never' && !this.closed) {
+      // Unconditionally: the batch being flushed may not be written (and so not yet "unsynced") at this point.
+      this.syncRequested = true;
+      this.kick();
+    }
     if (this.draining) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -355,11 +364,20 @@ export class JournalWriter {
 
   private async writeBatch(): Promise<void> {
     this.recordGaps();
-    const buffer = Buffer.from(this.pending.join(''), 'utf8');
-    await this.rotateIfNeeded(buffer.length);
-    await this.handle.write(buffer);
+    // Take the batch out first: entries appended while the write is in flight form the next batch.
+    const lines = this.pending;
+    const lineBytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+    const buffer = Buffer.from(lines.join(''), 'utf8');
+    try {
+      await this.rotateIfNeeded(buffer.length);
+      await this.handle.appendFile(buffer); // loops until all is written, unlike a single write()
+    } catch (error) {
+      this.pending = lines.concat(this.pending);
+      this.pendingBytes += lineBytes;
+      throw error;
+    }
     this.fileBytes += buffer.length;
     this.counters.bytesWritten += buffer.length;
     this.counters.batches += 1;

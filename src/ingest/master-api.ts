@@ -293,16 +293,22 @@ async function getWithStaleSocketRetry(
   options: MasterRequestOptions,
 ): Promise<RawResponse> {
   try {
-    return await getOnce(url, resource, apiKey, options);
+    return await getOnce(url, resource, apiKey, options, true);
   } catch (error) {
-    if (error instanceof StaleSocketError) return getOnce(url, resource, apiKey, options);
+    if (error instanceof StaleSocketError) return getOnce(url, resource, apiKey, options, false);
     throw error;
   }
 }
 
 class StaleSocketError extends Error {}
 
-function getOnce(url: URL, resource: MasterResource, apiKey: string, options: MasterRequestOptions): Promise<RawResponse> {
+function getOnce(
+  url: URL,
+  resource: MasterResource,
+  apiKey: string,
+  options: MasterRequestOptions,
+  mayRetryStaleSocket: boolean,
+): Promise<RawResponse> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const maxBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
   const agents = options.agents ?? sharedMasterAgents;
@@ -331,18 +337,25 @@ function getOnce(url: URL, resource: MasterResource, apiKey: string, options: Ma
     const onAbort = (): void => fail({ kind: 'aborted' });
 
     const isHttps = url.protocol === 'https:';
-    const request = (isHttps ? https : http).request(url, {
-      method: 'GET',
-      headers: { 'X-API-Key': apiKey, Accept: 'application/json' },
-      agent: agents.agentFor(url, options.insecureTls ?? false),
-    });
+    let request: http.ClientRequest;
+    try {
+      request = (isHttps ? https : http).request(url, {
+        method: 'GET',
+        headers: { 'X-API-Key': apiKey, Accept: 'application/json' },
+        agent: agents.agentFor(url, options.insecureTls ?? false),
+      });
+    } catch (error) {
+      // E.g. a key with a control character (ERR_INVALID_CHAR names the header, never its value).
+      reject(new MasterRequestError(resource, classifyNetworkError(error)));
+      return;
+    }
     const timer = setTimeout(() => fail({ kind: 'timeout', message: `no complete response within ${timeoutMs} ms` }), timeoutMs);
     signal?.addEventListener('abort', onAbort, { once: true });
 
     request.on('socket', (socket) => socket.setNoDelay(true));
     request.on('error', (error) => {
       const classified = classifyNetworkError(error);
-      if (!gotResponse && request.reusedSocket && classified.kind === 'reset') settle(new StaleSocketError());
+      if (mayRetryStaleSocket && !gotResponse && request.reusedSocket && classified.kind === 'reset') settle(new StaleSocketError());
       else fail(classified);
     });
     request.on('response', (response) => {

@@ -127,11 +127,11 @@ interface JournalLine {
   kind: string;
   event?: string;
   data?: string;
-  text?: string;
-  reason?: string;
-  closeKind?: string;
+  reason?: string | { kind?: string; status?: number; afterShutdown?: boolean };
+  bytes?: number;
 }
 
+/** The service's journal (src/ingest/journal.ts): one JSON object per line, each with its endpoint's name. */
 export function readJournalText(text: string): Array<ReplayItem & { endpoint?: string }> {
   const items: Array<ReplayItem & { endpoint?: string }> = [];
   for (const line of text.split('\n')) {
@@ -144,11 +144,28 @@ export function readJournalText(text: string): Array<ReplayItem & { endpoint?: s
     }
     const endpoint = entry.endpoint;
     const at = typeof entry.at === 'number' ? entry.at : null;
-    if (entry.kind === 'open') items.push({ kind: 'open', at, endpoint });
-    else if (entry.kind === 'data' && typeof entry.data === 'string')
-      items.push({ kind: 'payload', eventName: entry.event ?? 'instance', data: entry.data, receivedAt: at, endpoint });
-    else if (entry.kind === 'close')
-      items.push({ kind: 'close', at, reason: entry.reason ?? 'eof', closeKind: entry.closeKind, endpoint });
+    switch (entry.kind) {
+      case 'open':
+        items.push({ kind: 'open', at, endpoint });
+        break;
+      case 'data':
+        if (typeof entry.data === 'string') items.push({ kind: 'payload', eventName: entry.event ?? 'instance', data: entry.data, receivedAt: at, endpoint });
+        break;
+      case 'rejected':
+        // Only oversized lines are journaled this way (payload rejections keep their raw data as `data`).
+        items.push({ kind: 'overflow', bytes: entry.bytes ?? 0, endpoint });
+        break;
+      case 'close': {
+        const r = entry.reason;
+        const closeKind = typeof r === 'object' && r ? r.kind : undefined;
+        const reason = typeof r === 'string' ? r : closeKind === 'eof' && r && typeof r === 'object' && r.afterShutdown ? 'shutdown' : (closeKind ?? 'eof');
+        if (closeKind !== 'closed-by-us') items.push({ kind: 'close', at, reason, closeKind, endpoint });
+        else items.push({ kind: 'close', at, reason: 'closed by TunnelPulse', closeKind: 'eof', endpoint });
+        break;
+      }
+      default:
+        break; // retry, comment, gap: nothing for the actors
+    }
   }
   return items;
 }

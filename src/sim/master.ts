@@ -52,6 +52,7 @@ import {
   type LogMessage,
   type TunnelEndpoints,
 } from './log-lines.js';
+import { API_KEY_RECORD_ID } from '../protocol/events.js';
 import { Prng } from './prng.js';
 import { SseSubscriber, type DeliveryMode, type SubscriberStats } from './subscriber.js';
 import {
@@ -64,8 +65,7 @@ import {
   type TrafficState,
 } from './traffic-counters.js';
 
-/** The id of the API-key record (PROTOCOL §2). */
-export const API_KEY_RECORD_ID = '********';
+export { API_KEY_RECORD_ID };
 
 export interface InstanceSpec {
   id?: string;
@@ -210,11 +210,12 @@ export class SimulatedMaster {
   private readonly sockets = new Set<Socket>();
   /** Checkpoint and log timers, stopped by a shutdown. */
   private readonly periodic = new Set<NodeJS.Timeout>();
-  /** One-off delays (restart pauses, downtime), cleared by `close()`. */
-  private readonly timers = new Set<NodeJS.Timeout>();
+  /** One-off delays (restart pauses, downtime) and how to end them early: `close()` settles them all. */
+  private readonly delays = new Map<NodeJS.Timeout, () => void>();
   /** Requests that arrived while stalled: answered on `unstall()`, cut on shutdown or close. */
   private readonly heldRequests: Array<{ socket: Socket; resume: () => void }> = [];
   private readonly listeners = new Set<(event: EmittedEvent) => void>();
+  private readonly streamsClosedWaiters = new Set<() => void>();
   private readonly retiredSubscribers: SubscriberStats[] = [];
   private readonly stamper: GoTimeStamper;
   private readonly idPrng: Prng;
@@ -412,7 +413,11 @@ export class SimulatedMaster {
   shutdown(): void {
     if (!this.up) return;
     this.releaseHeld(false);
-    this.stalled = false;
+    if (this.stalled) {
+      // The streams must be writable again to carry the `shutdown`.
+      this.stalled = false;
+      for (const sub of this.subscribers) sub.unstall();
+    }
     this.closeStreams(true);
     for (const inst of this.instances.values()) {
       if (inst.status !== 'stopped') this.stopRun(inst, false);
@@ -480,8 +485,11 @@ export class SimulatedMaster {
     this.closed = true;
     this.up = false;
     this.stopTimers();
-    for (const timer of this.timers) clearTimeout(timer);
-    this.timers.clear();
+    for (const [timer, settle] of this.delays) {
+      clearTimeout(timer);
+      settle();
+    }
+    this.delays.clear();
     this.releaseHeld(false);
     for (const socket of this.sockets) socket.destroy();
     this.listeners.clear();
@@ -561,7 +569,10 @@ export class SimulatedMaster {
     const host = target.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(target.slice(colon + 1));
     const started = Date.now();
+    let answered = false;
     const reply = (error: string | null): void => {
+      if (answered) return;
+      answered = true;
       replyJson(res, 200, `{"target":${goJsonString(target)},"connected":${error === null},"latency":${error === null ? Date.now() - started : 0},"error":${error === null ? 'null' : goJsonString(error)}}`);
     };
     if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) return reply(`dial tcp ${target}: address ${target}: missing port in address`);
@@ -881,9 +892,11 @@ export class SimulatedMaster {
   // ---------------------------------------------------------------- events and streams
 
   private emit(type: NodePassEventType, inst: SimInstance | null, logs = ''): void {
-    const data = encodeEnvelope(type, this.stamper.stamp(), inst ? encodeInstance(this.wire(inst)) : null, logs);
     this.counts.eventsEmitted++;
     this.counts.eventsByType[type]++;
+    // Most masters of a large benchmark have nobody listening most of the time: skip the encoding then.
+    if (this.subscribers.size === 0 && this.listeners.size === 0) return;
+    const data = encodeEnvelope(type, this.stamper.stamp(), inst ? encodeInstance(this.wire(inst)) : null, logs);
     const frame = sseFrame(data);
     for (const sub of this.subscribers) sub.push(frame);
     for (const listener of this.listeners) listener({ type, instanceId: inst?.id ?? null, data });
@@ -902,8 +915,24 @@ export class SimulatedMaster {
     for (const sub of this.subscribers) sub.finish(frame);
   }
 
+  /** Resolves once every stream has ended (after `shutdown()` or `rotateKey()`), or after `timeoutMs`. */
+  whenStreamsClosed(timeoutMs: number): Promise<void> {
+    if (this.subscribers.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.streamsClosedWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      this.streamsClosedWaiters.add(done);
+    });
+  }
+
   private retire(sub: SseSubscriber): void {
     if (!this.subscribers.delete(sub)) return;
+    if (this.subscribers.size === 0) for (const done of [...this.streamsClosedWaiters]) done();
     const stats = sub.stats();
     this.counts.retiredSent += stats.sent;
     this.counts.retiredDropped += stats.dropped;
@@ -1029,14 +1058,15 @@ export class SimulatedMaster {
     this.periodic.clear();
   }
 
+  /** A pause after which callers re-check `up`/`closed`: `close()` ends it early so no promise is left hanging. */
   private delay(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.timers.delete(timer);
+        this.delays.delete(timer);
         resolve();
       }, ms);
       timer.unref();
-      this.timers.add(timer);
+      this.delays.set(timer, resolve);
     });
   }
 }

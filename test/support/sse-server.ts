@@ -124,7 +124,7 @@ export function serveSse(body: string | Buffer, options: SseBodyOptions = {}): R
         if (random() < 0.1) await new Promise((resolve) => setImmediate(resolve));
         if (res.destroyed) return;
       }
-      finishResponse(res, options.ending ?? 'end');
+      await finishResponse(res, options.ending ?? 'end');
     })();
   };
 }
@@ -245,9 +245,16 @@ export function countCaptureEvents(body: string): { byType: Record<string, numbe
   return { byType, apiKeyRecords, total };
 }
 
-function finishResponse(res: http.ServerResponse, ending: 'end' | 'destroy' | 'hang'): void {
+async function finishResponse(res: http.ServerResponse, ending: 'end' | 'destroy' | 'hang'): Promise<void> {
   if (ending === 'end') res.end();
-  else if (ending === 'destroy') res.socket?.destroy();
+  if (ending !== 'destroy') return;
+  // Let what was written reach the peer first, then cut with a TCP RST, as a crashed master would.
+  const socket = res.socket;
+  if (!socket) return;
+  while (!socket.destroyed && (res.writableLength > 0 || socket.writableLength > 0)) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  socket.resetAndDestroy();
 }
 
 function onceDrained(res: http.ServerResponse): Promise<void> {

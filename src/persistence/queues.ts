@@ -1,0 +1,157 @@
+/**
+ * The queues between the actors and the database writers.
+ *
+ * - `CoalescingQueue`: at most one entry per key (the latest state of a tunnel, merged), so no event rate
+ *   can make it grow past the number of tunnels.
+ * - `SpillingQueue`: a FIFO (log lines, configuration changes) with a memory cap; past the cap, new items
+ *   go to an append-only file and come back, in order, as the queue drains. Nothing is dropped.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export class CoalescingQueue<V> {
+  private readonly entries = new Map<string, { value: V; since: number }>();
+
+  constructor(private readonly merge: (older: V, newer: V) => V) {}
+
+  /** Queues or merges. Returns the queue size. */
+  put(key: string, value: V, now: number): number {
+    const prior = this.entries.get(key);
+    if (prior) prior.value = this.merge(prior.value, value);
+    else this.entries.set(key, { value, since: now });
+    return this.entries.size;
+  }
+
+  /** Removes up to `max` entries, oldest first. */
+  take(max: number): Array<{ key: string; value: V; since: number }> {
+    const out: Array<{ key: string; value: V; since: number }> = [];
+    for (const [key, entry] of this.entries) {
+      if (out.length >= max) break;
+      out.push({ key, ...entry });
+      this.entries.delete(key);
+    }
+    return out;
+  }
+
+  /** Puts a failed batch back; anything queued since is newer and wins the merge. */
+  putBack(batch: Array<{ key: string; value: V; since: number }>): void {
+    const newer = new Map(this.entries);
+    this.entries.clear();
+    for (const item of batch) this.entries.set(item.key, { value: item.value, since: item.since });
+    for (const [key, entry] of newer) {
+      const old = this.entries.get(key);
+      if (old) old.value = this.merge(old.value, entry.value);
+      else this.entries.set(key, entry);
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  oldestSince(): number | null {
+    for (const e of this.entries.values()) return e.since;
+    return null;
+  }
+}
+
+export interface SpillingQueueOptions {
+  /** Items kept in memory before new ones spill to disk. */
+  memoryCap: number;
+  /** The spill file (JSON Lines). Without one, the cap is not enforced (memory only, e.g. replay). */
+  spillPath?: string;
+}
+
+/** A FIFO with a memory cap and an on-disk overflow, order preserved. */
+export class SpillingQueue<T> {
+  private memory: Array<{ item: T; since: number }> = [];
+  private head = 0;
+  /** Items in the spill file not yet read back. */
+  private spilled = 0;
+  private spillReadOffset = 0;
+  spilledTotal = 0;
+
+  constructor(private readonly options: SpillingQueueOptions) {
+    // A spill left by a crashed process comes back first: it is older than anything queued now.
+    if (options.spillPath && existsSync(options.spillPath)) {
+      const lines = readFileSync(options.spillPath, 'utf8').split('\n').filter((l) => l.length > 0);
+      this.spilled = lines.length;
+    }
+  }
+
+  push(item: T, now: number): void {
+    const inMemory = this.memory.length - this.head;
+    if (this.options.spillPath && (this.spilled > 0 || inMemory >= this.options.memoryCap)) {
+      mkdirSync(dirname(this.options.spillPath), { recursive: true });
+      appendFileSync(this.options.spillPath, JSON.stringify({ since: now, item }) + '\n');
+      this.spilled++;
+      this.spilledTotal++;
+      return;
+    }
+    this.memory.push({ item, since: now });
+  }
+
+  take(max: number): Array<{ item: T; since: number }> {
+    if (this.memory.length - this.head === 0 && this.spilled > 0) this.readBackSpill();
+    const end = Math.min(this.memory.length, this.head + max);
+    const out = this.memory.slice(this.head, end);
+    this.head = end;
+    if (this.head > 4096 && this.head * 2 > this.memory.length) {
+      this.memory = this.memory.slice(this.head);
+      this.head = 0;
+    }
+    return out;
+  }
+
+  /** Puts a failed batch back at the front, in its order. */
+  putBack(batch: Array<{ item: T; since: number }>): void {
+    this.memory = [...batch, ...this.memory.slice(this.head)];
+    this.head = 0;
+  }
+
+  get size(): number {
+    return this.memory.length - this.head + this.spilled;
+  }
+
+  get spilledNow(): number {
+    return this.spilled;
+  }
+
+  spillBytes(): number {
+    const p = this.options.spillPath;
+    return p && existsSync(p) ? statSync(p).size : 0;
+  }
+
+  oldestSince(): number | null {
+    const first = this.memory[this.head];
+    return first ? first.since : null;
+  }
+
+  /** Moves up to one memory-cap's worth of spilled items back into memory, in order. */
+  private readBackSpill(): void {
+    const path = this.options.spillPath!;
+    const text = readFileSync(path, 'utf8');
+    const lines = text.slice(this.spillReadOffset).split('\n');
+    let consumed = 0;
+    let bytes = 0;
+    this.memory = [];
+    this.head = 0;
+    for (const line of lines) {
+      if (consumed >= this.options.memoryCap) break;
+      bytes += Buffer.byteLength(line) + 1;
+      if (line.length === 0) continue;
+      try {
+        this.memory.push(JSON.parse(line) as { item: T; since: number });
+      } catch {
+        // A torn line from a crash mid-append: it was never acknowledged to anyone.
+      }
+      consumed++;
+    }
+    this.spillReadOffset += bytes;
+    this.spilled = Math.max(0, this.spilled - consumed);
+    if (this.spilled === 0) {
+      rmSync(path, { force: true });
+      this.spillReadOffset = 0;
+    }
+  }
+}

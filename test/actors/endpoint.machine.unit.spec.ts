@@ -1,0 +1,480 @@
+/**
+ * The endpoint machine (actors/endpoint.machine.ts) on a simulated clock: connection lifecycle, snapshot
+ * reconciliation, backoff, auth failures, probing, and the tunnel actors it owns.
+ */
+import { describe, expect, it } from 'vitest';
+import { createActor, fromCallback, fromPromise } from 'xstate';
+import {
+  backoffDelay,
+  endpointMachine,
+  type EndpointEvent,
+  type EndpointSettings,
+  type StreamInput,
+} from '../../actors/endpoint.machine.js';
+import { actorId, type Instance, type InstanceStatus, type ParsedEvent } from '../../actors/model.js';
+import type { OfflineRecord } from '../../actors/records.js';
+import { parseNodePassPayload } from '../../src/protocol/events.js';
+import { SteppedClock } from '../../src/runtime/stepped-clock.js';
+import { captureDataLines } from '../support/captures.js';
+import { instance, instanceEvent, T0 } from '../support/instances.js';
+
+const SETTINGS: Partial<EndpointSettings> = {
+  snapshotQuietMs: 1_000,
+  probeIntervalMs: 30_000,
+  probeFailureLimit: 2,
+  healthyAfterMs: 60_000,
+  backoffBaseMs: 1_000,
+  backoffCapMs: 8_000,
+};
+
+const MASTER_ID = '1ab781946d30b9c8';
+const API_KEY = '1a040764b530633900dadf3b18cc8830';
+
+type ProbeOutcome = 'ok' | 'fail';
+
+interface Harness {
+  actor: ReturnType<typeof createActor<typeof endpointMachine>>;
+  clock: SteppedClock;
+  /** Every stream the machine opened (invoked), with its input, and how many were closed by the machine. */
+  streams: StreamInput[];
+  streamsStopped: () => number;
+  probes: number;
+  offline: OfflineRecord[];
+  masters: { masterId: string; alias: string }[];
+  errors: unknown[];
+  value: () => unknown;
+  ctx: () => ReturnType<Harness['actor']['getSnapshot']>['context'];
+  send: (e: EndpointEvent) => void;
+  /** Advances the simulated clock by `ms`, letting promise actors (the probe) settle at each step. */
+  advance: (ms: number) => Promise<void>;
+}
+
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function startEndpoint(
+  opts: { settings?: Partial<EndpointSettings>; probe?: () => ProbeOutcome; enabled?: boolean; now?: number } = {},
+): Harness {
+  const clock = new SteppedClock(opts.now ?? T0);
+  const streams: StreamInput[] = [];
+  let stopped = 0;
+  const offline: OfflineRecord[] = [];
+  const masters: { masterId: string; alias: string }[] = [];
+  const h = { probes: 0 } as Harness;
+  const machine = endpointMachine.provide({
+    actors: {
+      eventStream: fromCallback<EndpointEvent, StreamInput>(({ input }) => {
+        streams.push(input);
+        return () => void stopped++;
+      }),
+      probeMaster: fromPromise(async () => {
+        h.probes++;
+        if ((opts.probe ?? (() => 'ok'))() === 'fail') throw new Error('GET /info: timeout');
+        return { instances: null, at: clock.now() };
+      }),
+    },
+    actions: {
+      persistOffline: (_, p: OfflineRecord) => void offline.push({ ...p }),
+      persistMaster: (_, p) => void masters.push({ masterId: p.masterId, alias: p.alias }),
+    },
+  });
+  const actor = createActor(machine, {
+    clock,
+    input: { endpointId: 1, name: 'm1', settings: { ...SETTINGS, ...opts.settings }, enabled: opts.enabled },
+  });
+  const errors: unknown[] = [];
+  actor.subscribe({ error: (e) => errors.push(e) });
+  actor.start();
+  return Object.assign(h, {
+    actor,
+    clock,
+    streams,
+    streamsStopped: () => stopped,
+    offline,
+    masters,
+    errors,
+    value: () => actor.getSnapshot().value,
+    ctx: () => actor.getSnapshot().context,
+    send: (e: EndpointEvent) => actor.send(e),
+    advance: async (ms: number) => {
+      const target = clock.now() + ms;
+      // One millisecond at a time would be slow; a timer's callback may start a promise, so settle after each.
+      while (clock.now() < target) {
+        const step = Math.min(target, clock.now() + 250);
+        clock.advanceTo(step);
+        await settle();
+      }
+    },
+  });
+}
+
+const live = { enabled: { online: { live: 'streaming' } } };
+const probing = { enabled: { online: { live: 'probing' } } };
+
+function inst(id: string, at: number, type: 'initial' | 'update' | 'delete' | 'log' = 'update', status: InstanceStatus = 'running', extra: Partial<Instance> = {}): ParsedEvent {
+  return { kind: 'instance', event: instanceEvent(type, at, { id, status, ...extra }, type === 'log' ? 'a line' : '') };
+}
+const master = (at: number, type: 'initial' | 'update' = 'initial'): ParsedEvent => ({ kind: 'master', type, at, masterId: MASTER_ID, alias: '' });
+const shutdown = (at: number): ParsedEvent => ({ kind: 'shutdown', at, time: new Date(at).toISOString() });
+
+/** Sends a stream event received "now" on the simulated clock. */
+function event(h: Harness, parsed: ParsedEvent): void {
+  h.send({ type: 'stream.event', parsed, receivedAt: h.clock.now() });
+}
+
+/** Opens a connection and delivers an `initial` snapshot made of `ids` (plus the API-key record). */
+function connectWithSnapshot(h: Harness, ids: string[], snapshotAt = h.clock.now()): void {
+  h.send({ type: 'stream.opened', at: h.clock.now() });
+  event(h, master(snapshotAt));
+  for (const id of ids) event(h, inst(id, snapshotAt, 'initial'));
+}
+
+const tunnelState = (h: Harness, id: string) => h.ctx().tunnels[id]?.getSnapshot();
+
+describe('connection lifecycle', () => {
+  it('goes connecting → syncing on stream.opened, stays syncing during the snapshot, and is live at the first other event', () => {
+    const h = startEndpoint();
+    expect(h.value()).toEqual({ enabled: { online: 'connecting' } });
+    expect(h.streams).toEqual([{ endpointId: 1, connection: 1 }]);
+    h.send({ type: 'stream.opened', at: T0 });
+    expect(h.value()).toEqual({ enabled: { online: 'syncing' } });
+    event(h, master(T0));
+    event(h, inst('a236701f', T0, 'initial'));
+    expect(h.value()).toEqual({ enabled: { online: 'syncing' } });
+    event(h, inst('a236701f', T0 + 5, 'update'));
+    expect(h.value()).toEqual(live);
+    expect(h.ctx()).toMatchObject({ connections: 1, reconnects: 0, connectedAt: T0 });
+    expect(h.ctx().events.byType).toEqual({ initial: 2, update: 1 });
+    expect(h.errors).toEqual([]);
+  });
+
+  it('completes the snapshot after the quiet delay when nothing else comes', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f']);
+    await h.advance(999);
+    expect(h.value()).toEqual({ enabled: { online: 'syncing' } });
+    await h.advance(1);
+    expect(h.value()).toEqual(live);
+    expect(h.ctx().snapshot).toBeNull();
+  });
+
+  it('makes every tunnel a child of the endpoint, keyed by kind:id (no flat list)', () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
+    const children = h.actor.getSnapshot().children as Record<string, unknown>;
+    expect(Object.keys(children).filter((k) => k.startsWith('tunnel:')).sort()).toEqual([
+      actorId.tunnel(1, '5cc1f9b2'),
+      actorId.tunnel(1, 'a236701f'),
+    ]);
+    expect(children[actorId.tunnel(1, 'a236701f')]).toBe(h.ctx().tunnels['a236701f']);
+    expect(tunnelState(h, 'a236701f')!.value).toBe('running');
+  });
+});
+
+describe('snapshot reconciliation', () => {
+  async function reconnect(h: Harness): Promise<void> {
+    h.send({ type: 'stream.closed', at: h.clock.now(), kind: 'eof' });
+    await h.advance(SETTINGS.backoffCapMs!);
+    expect(h.value()).toEqual({ enabled: { online: 'connecting' } });
+  }
+
+  it('tombstones a tunnel missing from a newer snapshot', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
+    await h.advance(1_000);
+    await reconnect(h);
+    connectWithSnapshot(h, ['a236701f']);
+    event(h, inst('a236701f', h.clock.now(), 'update'));
+    expect(tunnelState(h, '5cc1f9b2')!.value).toBe('deleted');
+    expect(tunnelState(h, '5cc1f9b2')!.context.deleted).toBe(true);
+    expect(tunnelState(h, 'a236701f')!.value).toBe('running');
+  });
+
+  it('tombstones it too when the snapshot completes by the quiet delay', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
+    await h.advance(1_000);
+    await reconnect(h);
+    connectWithSnapshot(h, ['a236701f']);
+    await h.advance(1_000);
+    expect(tunnelState(h, '5cc1f9b2')!.value).toBe('deleted');
+  });
+
+  it('does not tombstone a tunnel that has seen an event newer than the snapshot (a stale snapshot proves nothing)', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
+    event(h, inst('5cc1f9b2', h.clock.now() + 60_000, 'update'));
+    await reconnect(h);
+    // A replayed, older snapshot without 5cc1f9b2.
+    connectWithSnapshot(h, ['a236701f'], T0 - 1_000);
+    event(h, inst('a236701f', h.clock.now(), 'update'));
+    expect(tunnelState(h, '5cc1f9b2')!.value).toBe('running');
+    expect(tunnelState(h, '5cc1f9b2')!.context.deleted).toBe(false);
+  });
+
+  it('counts events that arrive after a tombstone and does not revive the tunnel', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f']);
+    event(h, inst('a236701f', T0 + 1, 'delete', 'stopped'));
+    expect(tunnelState(h, 'a236701f')!.status).toBe('done');
+    event(h, inst('a236701f', T0 + 2, 'update', 'running'));
+    event(h, inst('a236701f', T0 + 3, 'log', 'running'));
+    expect(h.ctx().ignoredAfterTombstone).toBe(2);
+    expect(tunnelState(h, 'a236701f')!.value).toBe('deleted');
+  });
+});
+
+describe('disconnects and offline intervals', () => {
+  it('goes to backoff on shutdown with an offline interval, and closes it on the next stream.opened', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f']);
+    event(h, inst('a236701f', T0 + 10, 'update'));
+    await h.advance(5_000);
+    event(h, shutdown(h.clock.now()));
+    const from = h.clock.now();
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+    expect(h.ctx().disconnected).toEqual({ from, to: null, reason: 'shutdown' });
+    expect(h.offline).toEqual([{ endpointId: 1, from, to: null, reason: 'shutdown' }]);
+    expect(h.streamsStopped()).toBe(1);
+    await h.advance(SETTINGS.backoffCapMs!);
+    expect(h.streams).toHaveLength(2);
+    h.send({ type: 'stream.opened', at: h.clock.now() });
+    expect(h.ctx().disconnected).toBeNull();
+    expect(h.ctx().offline).toEqual([{ from, to: h.clock.now(), reason: 'shutdown' }]);
+    expect(h.offline.at(-1)).toEqual({ endpointId: 1, from, to: h.clock.now(), reason: 'shutdown' });
+    expect(h.ctx().reconnects).toBe(1);
+  });
+
+  it('goes to backoff on stream.closed, keeping the first cause while it stays disconnected', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, []);
+    h.send({ type: 'stream.closed', at: h.clock.now(), kind: 'reset', message: 'ECONNRESET' });
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+    await h.advance(SETTINGS.backoffCapMs!);
+    h.send({ type: 'stream.closed', at: h.clock.now(), kind: 'refused' });
+    expect(h.ctx().disconnected!.reason).toBe('reset: ECONNRESET');
+    expect(h.offline).toHaveLength(1);
+  });
+
+  it('ignores a stream.closed that arrives after a shutdown already moved it to backoff', () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, []);
+    event(h, shutdown(h.clock.now()));
+    h.send({ type: 'stream.closed', at: h.clock.now(), kind: 'eof' });
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+    expect(h.ctx().attempt).toBe(1);
+  });
+});
+
+describe('backoffDelay', () => {
+  it('grows exponentially from the base and is capped', () => {
+    const upper = (attempt: number) => backoffDelay(attempt, 1_000, 30_000, () => 1);
+    expect([1, 2, 3, 4, 5, 6, 7, 20, 1000].map(upper)).toEqual([1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
+    expect(backoffDelay(0, 1_000, 30_000, () => 1)).toBe(1000);
+  });
+
+  it('has equal jitter: between half the step and the whole step', () => {
+    expect(backoffDelay(3, 1_000, 30_000, () => 0)).toBe(2000);
+    expect(backoffDelay(3, 1_000, 30_000, () => 0.5)).toBe(3000);
+    expect(backoffDelay(3, 1_000, 30_000, () => 0.999999)).toBe(4000);
+    expect(backoffDelay(50, 1_000, 30_000, () => 0)).toBe(15000);
+  });
+});
+
+describe('backoff in the machine', () => {
+  /** Fails the current connection attempt and returns the delay until the machine tried again. */
+  async function failAndMeasure(h: Harness): Promise<number> {
+    h.send({ type: 'stream.closed', at: h.clock.now(), kind: 'refused' });
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+    const before = h.streams.length;
+    const start = h.clock.now();
+    while (h.streams.length === before) {
+      h.clock.advanceTo(h.clock.now() + 1);
+      if (h.clock.now() - start > 100_000) throw new Error('never reconnected');
+    }
+    return h.clock.now() - start;
+  }
+
+  it('waits longer after each consecutive failure, up to the cap, with jitter within each step', async () => {
+    const h = startEndpoint();
+    const delays: number[] = [];
+    for (let i = 0; i < 7; i++) delays.push(await failAndMeasure(h));
+    const steps = [1000, 2000, 4000, 8000, 8000, 8000, 8000];
+    delays.forEach((d, i) => {
+      expect(d).toBeGreaterThanOrEqual(steps[i]! / 2);
+      expect(d).toBeLessThanOrEqual(steps[i]!);
+    });
+    expect(h.ctx().attempt).toBe(7);
+  });
+
+  it('starts again from the base delay after a connection that stayed healthy', async () => {
+    const h = startEndpoint();
+    for (let i = 0; i < 4; i++) await failAndMeasure(h);
+    expect(h.ctx().attempt).toBe(4);
+    connectWithSnapshot(h, []);
+    await h.advance(SETTINGS.healthyAfterMs!);
+    expect(h.ctx().attempt).toBe(0);
+    expect(await failAndMeasure(h)).toBeLessThanOrEqual(1000);
+  });
+
+  it('does not reset the backoff for a connection that dropped before it was healthy', async () => {
+    const h = startEndpoint();
+    for (let i = 0; i < 3; i++) await failAndMeasure(h);
+    connectWithSnapshot(h, []);
+    await h.advance(SETTINGS.healthyAfterMs! / 2);
+    expect(await failAndMeasure(h)).toBeGreaterThanOrEqual(4000);
+  });
+});
+
+describe('authentication failure', () => {
+  it('parks in authFailed on a 401 with no timers and no new connections, until endpoint.reconfigure', async () => {
+    const h = startEndpoint();
+    h.send({ type: 'stream.closed', at: T0, kind: 'auth', message: '401 Unauthorized: Invalid API key' });
+    expect(h.value()).toEqual({ enabled: 'authFailed' });
+    expect(h.ctx().disconnected).toMatchObject({ from: T0, to: null, reason: 'auth: 401 Unauthorized: Invalid API key' });
+    expect(h.clock.pending).toBe(0);
+    await h.advance(24 * 3_600_000);
+    expect(h.value()).toEqual({ enabled: 'authFailed' });
+    expect(h.streams).toHaveLength(1);
+    h.send({ type: 'endpoint.reconfigure', at: h.clock.now() });
+    expect(h.value()).toEqual({ enabled: { online: 'connecting' } });
+    expect(h.streams).toHaveLength(2);
+    h.send({ type: 'stream.opened', at: h.clock.now() });
+    expect(h.ctx().disconnected).toBeNull();
+  });
+});
+
+describe('disable and enable', () => {
+  it('closes the stream and opens an offline interval on disable, and connects again on enable', () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, ['a236701f']);
+    h.send({ type: 'endpoint.disable', at: T0 + 5 });
+    expect(h.value()).toBe('disabled');
+    expect(h.ctx().enabled).toBe(false);
+    expect(h.streamsStopped()).toBe(1);
+    expect(h.ctx().disconnected).toMatchObject({ reason: 'disabled', to: null });
+    expect(h.clock.pending).toBe(0);
+    h.send({ type: 'endpoint.enable', at: T0 + 10 });
+    expect(h.value()).toEqual({ enabled: { online: 'connecting' } });
+    expect(h.ctx().enabled).toBe(true);
+    expect(h.streams).toHaveLength(2);
+  });
+
+  it('starts disabled when asked, without connecting', () => {
+    const h = startEndpoint({ enabled: false });
+    expect(h.value()).toBe('disabled');
+    expect(h.streams).toHaveLength(0);
+  });
+});
+
+describe('probing a quiet stream', () => {
+  it('probes the master after a whole quiet interval and keeps the stream when the probe succeeds', async () => {
+    const h = startEndpoint();
+    connectWithSnapshot(h, []);
+    await h.advance(1_000); // snapshot complete: live
+    await h.advance(29_999);
+    expect(h.probes).toBe(0);
+    await h.advance(1);
+    expect(h.probes).toBe(1);
+    expect(h.value()).toEqual(live);
+    expect(h.streams).toHaveLength(1);
+    expect(h.streamsStopped()).toBe(0);
+    expect(h.ctx().probeFailures).toBe(0);
+  });
+
+  it('replaces the stream (half-open) after probeFailureLimit consecutive failed probes', async () => {
+    const h = startEndpoint({ probe: () => 'fail' });
+    connectWithSnapshot(h, []);
+    await h.advance(1_000 + 30_000);
+    expect(h.probes).toBe(1);
+    expect(h.value()).toEqual(live);
+    expect(h.ctx().probeFailures).toBe(1);
+    await h.advance(30_000);
+    expect(h.probes).toBe(2);
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+    expect(h.streamsStopped()).toBe(1);
+    expect(h.ctx().disconnected).toMatchObject({ to: null });
+  });
+
+  it('does not give up on a failed probe followed by a successful one', async () => {
+    const outcomes: ProbeOutcome[] = ['fail', 'ok', 'fail', 'ok'];
+    const h = startEndpoint({ probe: () => outcomes.shift() ?? 'ok' });
+    connectWithSnapshot(h, []);
+    await h.advance(1_000 + 4 * 30_000);
+    expect(h.probes).toBe(4);
+    expect(h.value()).toEqual(live);
+    expect(h.streams).toHaveLength(1);
+  });
+
+  it('never probes a stream that keeps delivering events', async () => {
+    const h = startEndpoint({ probe: () => 'fail' });
+    connectWithSnapshot(h, ['a236701f']);
+    for (let i = 0; i < 40; i++) {
+      await h.advance(10_000);
+      event(h, inst('a236701f', h.clock.now(), 'update'));
+    }
+    expect(h.probes).toBe(0);
+    expect(h.value()).toEqual(live);
+  });
+
+  it('is in the probing state while the probe is outstanding', async () => {
+    let release!: () => void;
+    const h = startEndpoint();
+    const actor = h.actor;
+    void actor;
+    connectWithSnapshot(h, []);
+    // A probe that has not answered yet: use a never-settling promise through a custom machine.
+    const pending = new Promise<void>((r) => (release = r));
+    const machine = endpointMachine.provide({
+      actors: {
+        probeMaster: fromPromise(async () => {
+          await pending;
+          return { instances: null, at: 0 };
+        }),
+      },
+    });
+    const clock = new SteppedClock(T0);
+    const a = createActor(machine, { clock, input: { endpointId: 2, name: 'm2', settings: SETTINGS } });
+    a.subscribe({ error: () => {} });
+    a.start();
+    a.send({ type: 'stream.opened', at: T0 });
+    clock.advanceTo(T0 + 1_000 + 30_000);
+    await settle();
+    expect(a.getSnapshot().value).toEqual(probing);
+    release();
+    await settle();
+    await settle();
+    expect(a.getSnapshot().value).toEqual(live);
+  });
+});
+
+describe('the API-key record', () => {
+  it('sets the master id from the ******** record and never keeps the key', () => {
+    const h = startEndpoint();
+    h.send({ type: 'stream.opened', at: T0 });
+    // The real first event of recording s1, through the real parser.
+    const first = captureDataLines('nodepass-s1-main-debug.sse')[0]!;
+    expect(first).toContain(API_KEY);
+    event(h, parseNodePassPayload(first));
+    expect(h.ctx().masterId).toBe(MASTER_ID);
+    expect(h.masters).toEqual([{ masterId: MASTER_ID, alias: '' }]);
+    expect(h.ctx().tunnels).toEqual({});
+    expect(JSON.stringify(h.actor.getSnapshot())).not.toContain(API_KEY);
+    expect(JSON.stringify(h.actor.getPersistedSnapshot())).not.toContain(API_KEY);
+    expect(JSON.stringify(h.masters)).not.toContain(API_KEY);
+  });
+
+  it('replays the whole s1 capture without a rejection, a failure or the key anywhere', () => {
+    const h = startEndpoint();
+    h.send({ type: 'stream.opened', at: T0 });
+    for (const data of captureDataLines('nodepass-s1-main-debug.sse')) {
+      const parsed = parseNodePassPayload(data);
+      h.send({ type: 'stream.event', parsed, receivedAt: parsed.kind === 'rejected' ? T0 : 'at' in parsed ? parsed.at : parsed.event.at });
+    }
+    expect(h.errors).toEqual([]);
+    expect(h.ctx().events).toMatchObject({ total: 628, rejected: 0 });
+    expect(h.ctx().events.byType).toEqual({ initial: 1, create: 2, update: 54, delete: 1, log: 569, shutdown: 1 });
+    expect(tunnelState(h, '5cc1f9b2')!.value).toBe('deleted');
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+    expect(JSON.stringify(h.actor.getSnapshot())).not.toContain(API_KEY);
+  });
+});

@@ -1,0 +1,15 @@
+/** A tiny seeded PRNG (mulberry32) for property-style tests: the same seed always gives the same sequence. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** An integer in [min, max] drawn from `random`. */
+export const intBetween = (random: () => number, min: number, max: number): number =>
+  min + Math.floor(random() * (max - min + 1));
