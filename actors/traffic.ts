@@ -20,8 +20,13 @@
  *    jump; later samples differ from the truth by the same constant O, so consecutive differences are exact.
  *    When the run's start was not observed, base is taken as 0: O is then an upper bound and the jump
  *    sample under-counts rather than over-counts (flagged as `jumpUncertain`).
- * 4. A new process run starts when the status goes from `stopped` to `running` (start, restart, PUT, the
- *    hourly error restart); the run's base is the counters at that moment and its reset count starts at 0.
+ *    Known limit: a second reset clicked before any checkpoint is invisible (two all-zero samples look the
+ *    same as a reset followed by a quiet checkpoint), so its jump is counted as traffic.
+ * 4. A new process run starts when the status leaves `stopped` (to `running`, or to `error` when the start
+ *    failed or its `update(running)` was lost — only a start leaves `stopped`); the run's base is the counters
+ *    at that moment and its reset count starts at 0.
+ * 2b. A decrease that is not the all-zero reset sample (the reset's update was lost) is booked as a reset
+ *    of the run as well, so rule 3 still recognises a later jump.
  */
 import { COUNTER_KEYS, ZERO_COUNTERS, type Counters } from './model.js';
 
@@ -92,45 +97,51 @@ export function applySample(track: CounterTrack, sample: Counters): SampleResult
 
   if (allZero(value) && !allZero(last)) {
     // The `reset` action (rule 3). Everything before it was already counted.
-    const resetsInRun = track.resetsInRun + 1;
-    let pendingOffset: Counters | null = null;
-    let offsetUncertain = false;
-    if (resetsInRun >= 2 && track.beforePreviousReset) {
-      const previous = track.beforePreviousReset;
-      const base = resetsInRun === 2 ? track.runBase : ZERO_COUNTERS;
-      offsetUncertain = resetsInRun === 2 && track.runBase === null;
-      pendingOffset = { ...ZERO_COUNTERS };
-      for (const k of COUNTER_KEYS) pendingOffset[k] = Math.max(0, previous[k] - (base ? base[k] : 0));
-    }
-    return {
-      track: { ...track, last: value, resetsInRun, beforePreviousReset: last, pendingOffset, offsetUncertain },
-      delta: { ...ZERO_COUNTERS },
-      flags: ['reset'],
-    };
+    const reset = registerReset(track, last);
+    return { track: { ...reset, last: value }, delta: { ...ZERO_COUNTERS }, flags: ['reset'] };
   }
 
+  // A counter that went down was reset (rule 2) even if the all-zero update of the reset was lost: it is a
+  // reset of the run too, so a later reset's jump is recognised. If it is the run's second or later reset,
+  // this very sample may carry the jump.
+  let current = track;
+  const decreased = COUNTER_KEYS.some((k) => value[k] < last[k]);
+  if (decreased) current = registerReset(track, last);
+
   const delta = { ...ZERO_COUNTERS };
-  const flags: SampleFlag[] = [];
-  let pendingOffset = track.pendingOffset;
+  const flags: SampleFlag[] = decreased ? ['counterDecrease'] : [];
+  let pendingOffset = current.pendingOffset;
   for (const k of COUNTER_KEYS) {
     const now = value[k];
-    const before = last[k];
+    const before = now < last[k] ? 0 : last[k]; // a counter that went down counts up from 0 since its reset
     const offset = pendingOffset ? pendingOffset[k] : 0;
     if (offset > 0 && now > 0) {
       // First sample of this counter after a buggy reset: remove the overstatement once (rule 3).
       delta[k] = Math.max(0, now - before - offset);
       if (!flags.includes('resetJump')) flags.push('resetJump');
-      if (track.offsetUncertain && !flags.includes('jumpUncertain')) flags.push('jumpUncertain');
+      if (current.offsetUncertain && !flags.includes('jumpUncertain')) flags.push('jumpUncertain');
       pendingOffset = { ...pendingOffset!, [k]: 0 };
-    } else if (now >= before) {
-      delta[k] = now - before;
     } else {
-      delta[k] = now; // rule 2: counted up from 0 since the reset
-      if (!flags.includes('counterDecrease')) flags.push('counterDecrease');
+      delta[k] = Math.max(0, now - before);
     }
   }
   if (pendingOffset && allZero(pendingOffset)) pendingOffset = null;
-  return { track: { ...track, last: value, pendingOffset }, delta, flags };
+  return { track: { ...current, last: value, pendingOffset }, delta, flags };
+}
+
+/** Books a reset into the run: the run's reset count, and the overstatement the master will add after it. */
+function registerReset(track: CounterTrack, valueBefore: Counters): CounterTrack {
+  const resetsInRun = track.resetsInRun + 1;
+  let pendingOffset: Counters | null = null;
+  let offsetUncertain = false;
+  if (resetsInRun >= 2 && track.beforePreviousReset) {
+    const previous = track.beforePreviousReset;
+    const base = resetsInRun === 2 ? track.runBase : ZERO_COUNTERS;
+    offsetUncertain = resetsInRun === 2 && track.runBase === null;
+    pendingOffset = { ...ZERO_COUNTERS };
+    for (const k of COUNTER_KEYS) pendingOffset[k] = Math.max(0, previous[k] - (base ? base[k] : 0));
+  }
+  return { ...track, resetsInRun, beforePreviousReset: pickCounters(valueBefore), pendingOffset, offsetUncertain };
 }
 
 /** Start of the UTC hour that contains `ms`. */

@@ -234,9 +234,9 @@ export function observe(
     event.type === 'delete' ||
     !sameMeta(inst.meta, ctx.meta);
 
-  // Counters: a new process run starts on stopped → running (traffic.ts rule 4).
+  // Counters: a new process run starts when the status leaves `stopped` (traffic.ts rule 4).
   let track = ctx.track;
-  if (ctx.status === 'stopped' && inst.status === 'running') track = startRun(track, ctx.counters);
+  if (ctx.status === 'stopped' && inst.status !== 'stopped') track = startRun(track, ctx.counters);
   const sample = applySample(track, inst);
   const delta = sample.delta;
   const moved = delta.tcprx + delta.tcptx + delta.udprx + delta.udptx > 0;
@@ -306,10 +306,6 @@ function countFlags(a: TunnelContext['anomalies'], flags: SampleFlag[]): TunnelC
   };
 }
 
-/** Whether an observation is current (not older than the state we hold), so it may move the state. */
-const isCurrent = (context: TunnelContext, event: TunnelEvent): event is Extract<TunnelEvent, { type: 'tunnel.observe' }> =>
-  event.type === 'tunnel.observe' && event.event.at >= context.stateAt;
-
 const tunnelSetup = setup({
   types: {
     context: {} as TunnelContext,
@@ -325,11 +321,9 @@ const tunnelSetup = setup({
     memoryFailed: (_, _params: MemoryFailureParams) => {},
   },
   guards: {
-    observesDeletion: ({ context, event }) => isCurrent(context, event) && event.event.type === 'delete',
-    observesStatus: ({ context, event }, params: { status: InstanceStatus }) =>
-      isCurrent(context, event) && event.event.instance.status === params.status,
-    restoredAs: ({ context }, params: { status: InstanceStatus }) => !context.deleted && context.status === params.status,
-    restoredDeleted: ({ context }) => context.deleted,
+    // The state follows the context, so an event the memory path failed on moves nothing.
+    hasStatus: ({ context }, params: { status: InstanceStatus }) => !context.deleted && context.status === params.status,
+    isTombstoned: ({ context }) => context.deleted,
   },
 });
 
@@ -381,31 +375,29 @@ export const tunnelMachine = tunnelSetup.extend({
   initial: 'pending',
   states: {
     /** Spawned and not yet observed, or restored from the database: go to the status held, if any. */
-    pending: {
-      always: [
-        { guard: 'restoredDeleted', target: 'deleted' },
-        { guard: { type: 'restoredAs', params: { status: 'running' } }, target: 'running' },
-        { guard: { type: 'restoredAs', params: { status: 'stopped' } }, target: 'stopped' },
-        { guard: { type: 'restoredAs', params: { status: 'error' } }, target: 'error' },
-      ],
-    },
-    running: {},
-    stopped: {},
-    error: {},
+    pending: { always: routesFrom('pending') },
+    running: { always: routesFrom('running') },
+    stopped: { always: routesFrom('stopped') },
+    error: { always: routesFrom('error') },
     /** The tombstone: the instance is gone. The actor is done; its parent keeps the id and ignores later events. */
     deleted: { type: 'final' },
   },
   on: {
-    'tunnel.observe': [
-      { guard: 'observesDeletion', target: '.deleted', actions: 'applyObservation' },
-      { guard: { type: 'observesStatus', params: { status: 'running' } }, target: '.running', actions: 'applyObservation' },
-      { guard: { type: 'observesStatus', params: { status: 'stopped' } }, target: '.stopped', actions: 'applyObservation' },
-      { guard: { type: 'observesStatus', params: { status: 'error' } }, target: '.error', actions: 'applyObservation' },
-      // Stale: only its log line (if new) is taken.
-      { actions: 'applyObservation' },
-    ],
+    // Stale events only contribute their log line; current ones move the context, and the state follows it.
+    'tunnel.observe': { actions: 'applyObservation' },
     'tunnel.tombstone': { target: '.deleted', actions: ['markTombstone', 'persistTombstone'] },
   },
 });
+
+/** Eventless transitions from one state to the state matching the context (never to itself). */
+function routesFrom(from: 'pending' | InstanceStatus) {
+  const routes = [
+    { guard: 'isTombstoned' as const, target: 'deleted' },
+    ...(['running', 'stopped', 'error'] as const)
+      .filter((status) => status !== from)
+      .map((status) => ({ guard: { type: 'hasStatus' as const, params: { status } }, target: status })),
+  ];
+  return routes;
+}
 
 export type TunnelMachine = typeof tunnelMachine;

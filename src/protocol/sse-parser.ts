@@ -51,6 +51,7 @@ export class SseParser {
       this.pending = '';
       if (line.length > this.maxLineBytes) {
         this.handlers.onOverflow?.(line.length);
+        this.dropEvent();
         continue;
       }
       this.line(line.endsWith('\r') ? line.slice(0, -1) : line);
@@ -64,11 +65,16 @@ export class SseParser {
       this.discarding = true;
       this.discarded = this.pending.length + rest.length;
       this.pending = '';
-      this.dataLines = [];
-      this.eventName = '';
+      this.dropEvent();
     } else {
       this.pending += rest;
     }
+  }
+
+  /** The event that held an oversized line is incomplete: none of it is dispatched. */
+  private dropEvent(): void {
+    this.dataLines = [];
+    this.eventName = '';
   }
 
   /** End of stream: a trailing event without its blank line is incomplete and is not dispatched (per the spec). */

@@ -86,18 +86,27 @@ function closeKindOf(item: Extract<ReplayItem, { kind: 'close' }>): StreamCloseK
 }
 
 export function loadStreams(files: string[], endpoint?: string): Stream[] {
-  const byName = new Map<string, Stream>();
+  // Keyed by file path (or journal endpoint name): two files that share a base name are still two endpoints.
+  const byKey = new Map<string, Stream>();
+  const usedNames = new Set<string>();
+  const nameFor = (base: string): string => {
+    let name = base;
+    for (let n = 2; usedNames.has(name); n++) name = `${base}#${n}`;
+    usedNames.add(name);
+    return name;
+  };
   for (const file of files) {
     const source = readReplaySource(file);
     const fileName = file.split('/').pop()!;
     for (const item of source.items) {
-      const name = endpoint ?? (source.format === 'journal' && item.endpoint ? item.endpoint : fileName);
-      let stream = byName.get(name);
-      if (!stream) byName.set(name, (stream = { name, items: [] }));
+      const journalName = source.format === 'journal' && item.endpoint ? item.endpoint : undefined;
+      const key = endpoint ?? (journalName !== undefined ? `journal:${journalName}` : `file:${file}`);
+      let stream = byKey.get(key);
+      if (!stream) byKey.set(key, (stream = { name: nameFor(endpoint ?? journalName ?? fileName), items: [] }));
       stream.items.push(item);
     }
   }
-  return [...byName.values()];
+  return [...byKey.values()];
 }
 
 export function replayStreams(streams: Stream[], options: ReplayOptions = {}): ReplayReport {

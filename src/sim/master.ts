@@ -4,10 +4,8 @@
  * It owns no listening socket; `simulator.ts` routes requests here by path prefix, so one HTTP server can host
  * a thousand masters. Behaviour follows PROTOCOL.md (section numbers in the comments).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
-import os from 'node:os';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import {
   COUNTER_KEYS,
   type Counters,
@@ -53,6 +51,7 @@ import {
   type TunnelEndpoints,
 } from './log-lines.js';
 import { API_KEY_RECORD_ID } from '../protocol/events.js';
+import { encodeMasterInfo, tcping } from './master-info.js';
 import { Prng } from './prng.js';
 import { SseSubscriber, type DeliveryMode, type SubscriberStats } from './subscriber.js';
 import {
@@ -409,7 +408,10 @@ export class SimulatedMaster {
     return this.apiKeyValue;
   }
 
-  /** SIGTERM: `shutdown` to every stream, instances stopped, then the master is gone (connections are cut). */
+  /**
+   * SIGTERM: `shutdown` to every stream, instances stopped, then the master is gone: later requests have their
+   * connection cut, until `restartMaster()`.
+   */
   shutdown(): void {
     if (!this.up) return;
     this.releaseHeld(false);
@@ -501,13 +503,17 @@ export class SimulatedMaster {
   handle(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): void {
     this.counts.requests++;
     this.trackSocket(req.socket);
+    this.serve(req, res, path, query);
+  }
+
+  private serve(req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): void {
     if (!this.up) {
       // Nobody listens here any more: the closest a shared server can get to "connection refused".
       req.socket.destroy();
       return;
     }
     if (this.stalled) {
-      this.heldRequests.push({ socket: req.socket, resume: () => this.handle(req, res, path, query) });
+      this.heldRequests.push({ socket: req.socket, resume: () => this.serve(req, res, path, query) });
       return;
     }
     const armed = this.armedResponses.shift();
@@ -528,13 +534,14 @@ export class SimulatedMaster {
     if (given !== this.apiKeyValue) return replyError(res, 401, 'Unauthorized: Invalid API key');
 
     if (path === '/events') return this.routeEvents(req, res);
-    if (path === '/tcping') return this.routeTcping(req, res, query);
     const route =
       path === '/info'
         ? this.routeInfo(req, res)
-        : path === '/instances'
-          ? this.routeInstances(req, res)
-          : this.routeInstance(req, res, safeDecode(path.slice('/instances/'.length)));
+        : path === '/tcping'
+          ? this.routeTcping(req, res, query)
+          : path === '/instances'
+            ? this.routeInstances(req, res)
+            : this.routeInstance(req, res, safeDecode(path.slice('/instances/'.length)));
     route.catch((error: unknown) => {
       if (!res.headersSent) replyError(res, 500, error instanceof Error ? error.message : String(error));
     });
@@ -561,34 +568,11 @@ export class SimulatedMaster {
     replyJson(res, 200, this.infoJson());
   }
 
-  private routeTcping(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): void {
+  private async routeTcping(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
     if (req.method !== 'GET') return replyError(res, 405, 'Method not allowed');
     const target = query.get('target');
     if (!target) return replyError(res, 400, 'Target address required');
-    const colon = target.lastIndexOf(':');
-    const host = target.slice(0, colon).replace(/^\[|\]$/g, '');
-    const port = Number(target.slice(colon + 1));
-    const started = Date.now();
-    let answered = false;
-    const reply = (error: string | null): void => {
-      if (answered) return;
-      answered = true;
-      replyJson(res, 200, `{"target":${goJsonString(target)},"connected":${error === null},"latency":${error === null ? Date.now() - started : 0},"error":${error === null ? 'null' : goJsonString(error)}}`);
-    };
-    if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) return reply(`dial tcp ${target}: address ${target}: missing port in address`);
-    const socket = connect({ host, port });
-    socket.setTimeout(Math.min(this.reportIntervalMs || 5000, 5000));
-    socket.once('connect', () => {
-      socket.destroy();
-      reply(null);
-    });
-    socket.once('timeout', () => {
-      socket.destroy();
-      reply(`dial tcp ${target}: i/o timeout`);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      reply(`dial tcp ${target}: connect: ${err.code === 'ECONNREFUSED' ? 'connection refused' : err.message}`);
-    });
+    replyJson(res, 200, await tcping(target, Math.min(this.reportIntervalMs || 5000, 5000)));
   }
 
   private async routeInstances(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -716,33 +700,15 @@ export class SimulatedMaster {
   }
 
   private infoJson(): string {
-    const totalMem = os.totalmem();
-    const uptime = Math.max(0, Math.floor((this.clock() - this.startedAt) / 1000));
-    const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'ia32' ? '386' : process.arch;
-    const fields: Array<[string, string | number]> = [
-      ['alias', this.alias],
-      ['arch', arch],
-      ['cpu', this.seedPrng.int(0, 12)],
-      ['crt', ''],
-      ['diskr', 628188160],
-      ['diskw', 5279629312],
-      ['key', ''],
-      ['log', this.logLevel],
-      ['mem_total', totalMem],
-      ['mem_used', totalMem - os.freemem()],
-      ['mid', this.midKnown ? this.masterId : ''],
-      ['name', this.hostName],
-      ['netrx', 110207658],
-      ['nettx', 250325],
-      ['os', process.platform],
-      ['swap_total', 0],
-      ['swap_used', 0],
-      ['sysup', Math.floor(os.uptime())],
-      ['tls', '0'],
-      ['uptime', uptime],
-      ['ver', this.version],
-    ];
-    return `{${fields.map(([k, v]) => `"${k}":${typeof v === 'string' ? goJsonString(v) : v}`).join(',')}}`;
+    return encodeMasterInfo({
+      alias: this.alias,
+      mid: this.midKnown ? this.masterId : '',
+      logLevel: this.logLevel,
+      name: this.hostName,
+      uptimeSeconds: (this.clock() - this.startedAt) / 1000,
+      version: this.version,
+      cpuPercent: this.seedPrng.int(0, 12),
+    });
   }
 
   private replyOpenApi(res: ServerResponse): void {

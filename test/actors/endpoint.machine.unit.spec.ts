@@ -9,6 +9,7 @@ import {
   endpointMachine,
   type EndpointEvent,
   type EndpointSettings,
+  type ProbeInput,
   type StreamInput,
 } from '../../actors/endpoint.machine.js';
 import { actorId, type Instance, type InstanceStatus, type ParsedEvent } from '../../actors/model.js';
@@ -31,6 +32,7 @@ const MASTER_ID = '1ab781946d30b9c8';
 const API_KEY = '1a040764b530633900dadf3b18cc8830';
 
 type ProbeOutcome = 'ok' | 'fail';
+type ProbeResult = { instances: Instance[] | null; at: number };
 
 interface Harness {
   actor: ReturnType<typeof createActor<typeof endpointMachine>>;
@@ -66,7 +68,7 @@ function startEndpoint(
         streams.push(input);
         return () => void stopped++;
       }),
-      probeMaster: fromPromise(async () => {
+      probeMaster: fromPromise<ProbeResult, ProbeInput>(async () => {
         h.probes++;
         if ((opts.probe ?? (() => 'ok'))() === 'fail') throw new Error('GET /info: timeout');
         return { instances: null, at: clock.now() };
@@ -311,7 +313,9 @@ describe('backoff in the machine', () => {
     for (let i = 0; i < 4; i++) await failAndMeasure(h);
     expect(h.ctx().attempt).toBe(4);
     connectWithSnapshot(h, []);
-    await h.advance(SETTINGS.healthyAfterMs!);
+    await h.advance(SETTINGS.snapshotQuietMs! + SETTINGS.healthyAfterMs! - 1);
+    expect(h.ctx().attempt).toBe(4); // not yet: healthy counts from going live
+    await h.advance(1);
     expect(h.ctx().attempt).toBe(0);
     expect(await failAndMeasure(h)).toBeLessThanOrEqual(1000);
   });
@@ -332,7 +336,7 @@ describe('authentication failure', () => {
     expect(h.value()).toEqual({ enabled: 'authFailed' });
     expect(h.ctx().disconnected).toMatchObject({ from: T0, to: null, reason: 'auth: 401 Unauthorized: Invalid API key' });
     expect(h.clock.pending).toBe(0);
-    await h.advance(24 * 3_600_000);
+    h.clock.advanceTo(h.clock.now() + 24 * 3_600_000);
     expect(h.value()).toEqual({ enabled: 'authFailed' });
     expect(h.streams).toHaveLength(1);
     h.send({ type: 'endpoint.reconfigure', at: h.clock.now() });
@@ -367,10 +371,21 @@ describe('disable and enable', () => {
 });
 
 describe('probing a quiet stream', () => {
-  it('probes the master after a whole quiet interval and keeps the stream when the probe succeeds', async () => {
-    const h = startEndpoint();
+  /**
+   * Connects and goes live by the quiet delay, then passes the first check: the snapshot's own events count
+   * as "events since the last check" there, so the first check does not probe. From here on the stream is quiet.
+   */
+  async function liveAndQuiet(h: Harness): Promise<void> {
     connectWithSnapshot(h, []);
-    await h.advance(1_000); // snapshot complete: live
+    await h.advance(SETTINGS.snapshotQuietMs!);
+    expect(h.value()).toEqual(live);
+    await h.advance(SETTINGS.probeIntervalMs!);
+    expect(h.probes).toBe(0);
+  }
+
+  it('probes the master after a whole interval with no event and keeps the stream when the probe succeeds', async () => {
+    const h = startEndpoint();
+    await liveAndQuiet(h);
     await h.advance(29_999);
     expect(h.probes).toBe(0);
     await h.advance(1);
@@ -383,8 +398,8 @@ describe('probing a quiet stream', () => {
 
   it('replaces the stream (half-open) after probeFailureLimit consecutive failed probes', async () => {
     const h = startEndpoint({ probe: () => 'fail' });
-    connectWithSnapshot(h, []);
-    await h.advance(1_000 + 30_000);
+    await liveAndQuiet(h);
+    await h.advance(30_000);
     expect(h.probes).toBe(1);
     expect(h.value()).toEqual(live);
     expect(h.ctx().probeFailures).toBe(1);
@@ -392,14 +407,16 @@ describe('probing a quiet stream', () => {
     expect(h.probes).toBe(2);
     expect(h.value()).toEqual({ enabled: 'backoff' });
     expect(h.streamsStopped()).toBe(1);
-    expect(h.ctx().disconnected).toMatchObject({ to: null });
+    expect(h.ctx().disconnected).toMatchObject({ to: null, reason: 'probe-failed' });
+    await h.advance(SETTINGS.backoffCapMs!);
+    expect(h.streams).toHaveLength(2); // a new stream replaces the half-open one
   });
 
   it('does not give up on a failed probe followed by a successful one', async () => {
     const outcomes: ProbeOutcome[] = ['fail', 'ok', 'fail', 'ok'];
     const h = startEndpoint({ probe: () => outcomes.shift() ?? 'ok' });
-    connectWithSnapshot(h, []);
-    await h.advance(1_000 + 4 * 30_000);
+    await liveAndQuiet(h);
+    await h.advance(4 * 30_000);
     expect(h.probes).toBe(4);
     expect(h.value()).toEqual(live);
     expect(h.streams).toHaveLength(1);
@@ -416,34 +433,30 @@ describe('probing a quiet stream', () => {
     expect(h.value()).toEqual(live);
   });
 
-  it('is in the probing state while the probe is outstanding', async () => {
+  it('is in the probing state while the probe is outstanding, and back to streaming when it answers', async () => {
     let release!: () => void;
-    const h = startEndpoint();
-    const actor = h.actor;
-    void actor;
-    connectWithSnapshot(h, []);
-    // A probe that has not answered yet: use a never-settling promise through a custom machine.
     const pending = new Promise<void>((r) => (release = r));
+    const clock = new SteppedClock(T0);
     const machine = endpointMachine.provide({
       actors: {
-        probeMaster: fromPromise(async () => {
+        probeMaster: fromPromise<ProbeResult, ProbeInput>(async () => {
           await pending;
           return { instances: null, at: 0 };
         }),
       },
     });
-    const clock = new SteppedClock(T0);
     const a = createActor(machine, { clock, input: { endpointId: 2, name: 'm2', settings: SETTINGS } });
-    a.subscribe({ error: () => {} });
+    const errors: unknown[] = [];
+    a.subscribe({ error: (e) => errors.push(e) });
     a.start();
     a.send({ type: 'stream.opened', at: T0 });
-    clock.advanceTo(T0 + 1_000 + 30_000);
+    clock.advanceTo(T0 + 1_000 + 30_000); // live, first check (nothing since connect): probe at once
     await settle();
     expect(a.getSnapshot().value).toEqual(probing);
     release();
     await settle();
-    await settle();
     expect(a.getSnapshot().value).toEqual(live);
+    expect(errors).toEqual([]);
   });
 });
 

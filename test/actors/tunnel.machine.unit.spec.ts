@@ -311,6 +311,8 @@ describe('a failure in the memory path', () => {
     expect(t.errors).toEqual([]);
     expect(t.actor.getSnapshot().status).toBe('active');
     // The state node agrees with context.status: the failed event did not move the tunnel to running.
+    // (Regression guard: the target used to be chosen by a guard before observe() ran, moving the state
+    // node to `running` while context.status stayed `stopped`.)
     expect(t.value()).toBe('stopped');
   });
 
@@ -318,6 +320,7 @@ describe('a failure in the memory path', () => {
     const t = startTunnel({ restore: corrupt('running') });
     expect(t.send(instanceEvent('delete', T0 + 1, { status: 'stopped' }))).toEqual(['memoryFailed']);
     expect(t.ctx().deleted).toBe(false);
+    // (Regression guard: it used to end in the final `deleted` state with context.deleted === false.)
     expect(t.actor.getSnapshot().status).toBe('active');
   });
 });

@@ -69,12 +69,10 @@ describe('embedded database', () => {
 
   it('takes over a lock and a socket file left by a process that died', async () => {
     const dataDir = freshFolder();
+    const initialised = await openDatabase({ dataDir });
+    await initialised.close();
+    // What a killed process leaves: its lock (its pid now gone) and its socket file.
     const gone = spawnSync('true');
-    writeFileSync(join(root, 'unused'), '');
-    rmSync(join(root, 'unused'));
-    // Created before the folder exists in PGlite's eyes: a dead owner's lock and a leftover socket path.
-    const db0 = await openDatabase({ dataDir });
-    await db0.close();
     writeFileSync(join(dataDir, LOCK_FILE_NAME), JSON.stringify({ pid: gone.pid, hostname: hostname(), startedAt: 'x' }));
     writeFileSync(join(dataDir, 'pglite.sock'), 'stale');
 
@@ -111,6 +109,19 @@ describe('embedded database', () => {
     await expect(db.sql`SELECT 1`).rejects.toThrow();
     expect(existsSync(join(dataDir, LOCK_FILE_NAME))).toBe(false);
     await db.close();
+  });
+
+  it('honours a schema in memory too: the tables land in it', async () => {
+    const db = await openDatabase({ inMemory: true, schema: 'tenant_a' });
+    try {
+      await migrate(db.sql);
+      const [row] = await db.sql<{ schema: string; tables: number }[]>`
+        SELECT current_schema() AS schema,
+               (SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_a') AS tables`;
+      expect(row).toEqual({ schema: 'tenant_a', tables: 10 });
+    } finally {
+      await db.close();
+    }
   });
 
   it('keeps the main event loop responsive while the database works through a big insert', async () => {

@@ -121,9 +121,11 @@ describe('flushTunnelStates', () => {
     const replay = await store.flushTunnelStates([], [bucket(endpointId, 'aaaa0001', hour, counters(100, 10))]);
     const stale = await store.flushTunnelStates([], [bucket(endpointId, 'aaaa0001', hour, counters(50, 5))]);
     const grown = await store.flushTunnelStates([], [bucket(endpointId, 'aaaa0001', hour, counters(150, 10, 1))]);
-    expect([replay.buckets, stale.buckets, grown.buckets]).toEqual([0, 0, 1]);
+    // Flushes racing with different counters ahead: each counter keeps its largest value.
+    const mixed = await store.flushTunnelStates([], [bucket(endpointId, 'aaaa0001', hour, counters(140, 12, 1))]);
+    expect([replay.buckets, stale.buckets, grown.buckets, mixed.buckets]).toEqual([0, 0, 1, 1]);
     const [row] = await testDb.sql`SELECT tcprx, tcptx, udprx, udptx FROM traffic_hourly_tunnel`;
-    expect(row).toEqual({ tcprx: 150, tcptx: 10, udprx: 1, udptx: 0 });
+    expect(row).toEqual({ tcprx: 150, tcptx: 12, udprx: 1, udptx: 0 });
   });
 
   it('merges repeats of one bucket within a batch counter by counter', async () => {

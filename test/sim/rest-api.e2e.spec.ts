@@ -125,6 +125,14 @@ describe('instances', () => {
     stream.close();
   });
 
+  it('/tcping dials for real and answers in the master\'s shape', async () => {
+    const target = `127.0.0.1:${sim.port}`;
+    const ok = await rest('GET', api(`/tcping?target=${target}`), { apiKey: master.apiKey });
+    expect(ok.json()).toMatchObject({ target, connected: true, error: null });
+    const refused = await rest('GET', api('/tcping?target=127.0.0.1:1'), { apiKey: master.apiKey });
+    expect(refused.text).toBe('{"target":"127.0.0.1:1","connected":false,"latency":0,"error":"dial tcp 127.0.0.1:1: connect: connection refused"}\n');
+  });
+
   it('/info is the flat object of §3.6, with `mid` empty on the first run', async () => {
     const info = (await rest('GET', api('/info'), { apiKey: master.apiKey })).json<Record<string, unknown>>();
     expect(Object.keys(info)).toEqual([

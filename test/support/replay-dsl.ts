@@ -8,7 +8,7 @@
  * `tunnels` must name exactly the tunnels the report has. Also builds synthetic NodePass SSE bodies
  * (`sseFrame`, `instance`, `connection`) for tests that need a situation no capture has.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,12 +117,20 @@ export class ReplayGiven {
 
 export const givenCaptures = (...names: string[]): ReplayGiven => new ReplayGiven(names.map(capturePath));
 
+const tmpDirs: string[] = [];
+
 /** Writes a synthetic capture to a fresh temporary directory and returns its path. */
 export function writeTmpCapture(fileName: string, body: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'tunnelpulse-replay-'));
+  tmpDirs.push(dir);
   const path = join(dir, fileName);
   writeFileSync(path, body);
   return path;
+}
+
+/** Removes every directory `writeTmpCapture` made (call from `afterAll`). */
+export function removeTmpCaptures(): void {
+  for (const dir of tmpDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 // ---- synthetic NodePass SSE -------------------------------------------------------------------------
