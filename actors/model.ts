@@ -36,6 +36,11 @@ export interface Instance extends Counters {
   udps: number;
 }
 
+/** The static configuration part of an instance (what is written through at once), plus its status. */
+export function staticFieldsOf(inst: Instance): Pick<Instance, 'alias' | 'type' | 'url' | 'config' | 'restart' | 'meta' | 'status'> {
+  return { alias: inst.alias, type: inst.type, url: inst.url, config: inst.config, restart: inst.restart, meta: inst.meta, status: inst.status };
+}
+
 export type NodePassEventType = 'initial' | 'create' | 'update' | 'delete' | 'shutdown' | 'log';
 export const NODEPASS_EVENT_TYPES: readonly NodePassEventType[] = [
   'initial',

@@ -14,6 +14,7 @@ import { assign, enqueueActions, setup } from 'xstate';
 import { lineHash, newLogDedupe, sightLogLine, type LogDedupe } from './log-identity.js';
 import {
   ZERO_COUNTERS,
+  staticFieldsOf,
   type Counters,
   type InstanceEvent,
   type InstanceMeta,
@@ -254,13 +255,7 @@ export function observe(
 
   next = {
     ...next,
-    alias: inst.alias,
-    type: inst.type,
-    url: inst.url,
-    config: inst.config,
-    restart: inst.restart,
-    meta: inst.meta,
-    status: inst.status,
+    ...staticFieldsOf(inst),
     mode: inst.mode,
     ping: inst.ping,
     pool: inst.pool,

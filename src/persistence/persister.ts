@@ -22,7 +22,7 @@ import type {
   TunnelContext,
 } from '../../actors/tunnel.machine.js';
 import { parseLogLine } from '../../actors/log-line.js';
-import type { Counters } from '../../actors/model.js';
+import { staticFieldsOf, type Counters } from '../../actors/model.js';
 import type { Stats } from '../runtime/stats.js';
 import type { Store, WriteResult } from '../db/store.js';
 import { CoalescingQueue, SpillingQueue } from './queues.js';
@@ -176,13 +176,7 @@ export class Persister {
     const record: TunnelConfigRecord = {
       endpointId: p.endpointId,
       instanceId: p.instanceId,
-      alias: inst.alias,
-      type: inst.type,
-      url: inst.url,
-      config: inst.config,
-      restart: inst.restart,
-      meta: inst.meta,
-      status: inst.status,
+      ...staticFieldsOf(inst),
       deleted: p.event.type === 'delete',
       deletedAt: p.event.type === 'delete' ? p.event.at : null,
       at: p.event.at,
