@@ -12,7 +12,6 @@
 import { createActor, fromCallback } from 'xstate';
 import { endpointMachine, type EndpointEvent, type EndpointInput, type StreamCloseKind } from '../../actors/endpoint.machine.js';
 import { fleetMachine } from '../../actors/fleet.machine.js';
-import type { TunnelMachine } from '../../actors/tunnel.machine.js';
 import { parseNodePassPayload } from '../protocol/events.js';
 import { SteppedClock } from '../runtime/stepped-clock.js';
 import { buildReport, type ReplayReport } from './report.js';
@@ -21,11 +20,6 @@ import { readReplaySource, type ReplayItem } from './sources.js';
 export interface ReplayOptions {
   /** One endpoint name for all files. */
   endpoint?: string;
-  /** Applied to the machines before they start (the persistence effects, in `replay --db`). */
-  provideTunnel?: (machine: TunnelMachine) => TunnelMachine;
-  provideEndpoint?: (machine: typeof endpointMachine) => typeof endpointMachine;
-  /** Called after every input item; persistence uses it to flush on the simulated clock. */
-  onStep?: (clock: SteppedClock) => void;
 }
 
 interface Stream {
@@ -109,7 +103,7 @@ export function loadStreams(files: string[], endpoint?: string): Stream[] {
   return [...byKey.values()];
 }
 
-export function replayStreams(streams: Stream[], options: ReplayOptions = {}): ReplayReport {
+export function replayStreams(streams: Stream[]): ReplayReport {
   const clock = new SteppedClock(0);
   // Liveness probes are off (infinite interval); reconnects are immediate: the recording says when they happened.
   const endpointSettings: EndpointInput['settings'] = {
@@ -119,13 +113,7 @@ export function replayStreams(streams: Stream[], options: ReplayOptions = {}): R
     tunnel: { logDedupeWindowMs: Infinity, statusHistoryLimit: Number.MAX_SAFE_INTEGER },
     offlineHistoryLimit: Number.MAX_SAFE_INTEGER,
   };
-  let endpoint = endpointMachine.provide({
-    actors: {
-      eventStream: fromCallback(() => () => {}),
-      ...(options.provideTunnel ? { tunnel: options.provideTunnel(endpointMachine.implementations.actors['tunnel'] as TunnelMachine) } : {}),
-    },
-  });
-  if (options.provideEndpoint) endpoint = options.provideEndpoint(endpoint);
+  const endpoint = endpointMachine.provide({ actors: { eventStream: fromCallback(() => () => {}) } });
   const fleet = fleetMachine.provide({ actors: { endpoint } });
   const inputs: EndpointInput[] = streams.map((s, i) => ({ endpointId: i + 1, name: s.name, settings: endpointSettings }));
   const root = createActor(fleet, { input: { endpoints: inputs }, clock });
@@ -177,10 +165,8 @@ export function replayStreams(streams: Stream[], options: ReplayOptions = {}): R
         send(pick, { type: 'stream.closed', at: now, kind: closeKindOf(item), message: item.reason === 'eof' ? undefined : item.reason });
         break;
     }
-    options.onStep?.(clock);
     if (failure) throw failure;
   }
-  options.onStep?.(clock);
 
   const report = buildReport(
     streams.map((_, i) => {
@@ -193,5 +179,5 @@ export function replayStreams(streams: Stream[], options: ReplayOptions = {}): R
 }
 
 export function replayFiles(files: string[], options: ReplayOptions = {}): ReplayReport {
-  return replayStreams(loadStreams(files, options.endpoint), options);
+  return replayStreams(loadStreams(files, options.endpoint));
 }
