@@ -31,6 +31,16 @@ export interface EndpointSettings {
   probeIntervalMs: number;
   /** Consecutive failed probes after which the stream is taken as dead (half-open) and replaced. */
   probeFailureLimit: number;
+  /**
+   * How long a listing that disagrees with our state is held before it is trusted: events already in flight
+   * when the master answered arrive meanwhile and win. It is also the grace a quiet stream gets, after a probe
+   * showed changes it should have carried, before it is declared half-open.
+   */
+  reconcileSettleMs: number;
+  /** Periodic `GET /instances` reconciliation while live, busy or not (events are lost upstream, PROTOCOL §7). */
+  reconcileIntervalMs: number;
+  /** Periodic `GET /info` refresh while live (also read once on every connect). */
+  infoRefreshMs: number;
   /** A connection live this long resets the backoff. */
   healthyAfterMs: number;
   backoffBaseMs: number;
@@ -46,6 +56,9 @@ export const DEFAULT_ENDPOINT_SETTINGS: EndpointSettings = {
   snapshotQuietMs: 1_000,
   probeIntervalMs: 30_000,
   probeFailureLimit: 2,
+  reconcileSettleMs: 2_000,
+  reconcileIntervalMs: 60_000,
+  infoRefreshMs: 5 * 60_000,
   healthyAfterMs: 60_000,
   backoffBaseMs: 1_000,
   backoffCapMs: 30_000,
@@ -68,6 +81,40 @@ export interface EventCounts {
   rejected: number;
   /** Rejections by reason (at most 50 distinct reasons are kept; the rest count under "other"). */
   rejectedReasons: Record<string, number>;
+}
+
+/** A `GET /instances` answer held until it has settled (see `reconcileSettleMs`). */
+export interface HeldListing {
+  instances: Instance[];
+  /** Ids the master listed but we could not read: never tombstoned for being "missing". */
+  unreadableIds: string[];
+  /** Our clock when the request went out: a tunnel that heard from the stream since then is fresher. */
+  sentAt: number;
+  /** Our clock when the answer came (the receive time of the corrections). */
+  receivedAt: number;
+  /** Newest event time applied before the request went out (the master's clock): the listing is at least this new. */
+  masterAt: number;
+}
+
+/** Liveness and reconciliation counters (the rule is in docs/actors.md). */
+export interface LivenessCounts {
+  /** Probes of a quiet stream, and how many failed (no answer, an error status). */
+  probes: number;
+  probeFailures: number;
+  /** Probes whose listing showed changes the stream should have carried. */
+  probeMismatches: number;
+  /** Streams replaced because a probe's changes never arrived (half-open). */
+  halfOpenReplaced: number;
+  /** Periodic reconciliations run and failed. */
+  reconciliations: number;
+  reconcileFailures: number;
+  /** Tunnels corrected from a listing (missed updates, creates) and tombstoned (missed deletes). */
+  corrected: number;
+  tombstoned: number;
+  /** `/info` refreshes that failed (the previous info is kept). */
+  infoFailures: number;
+  lastProbeAt: number | null;
+  lastReconcileAt: number | null;
 }
 
 export interface EndpointContext {
@@ -98,6 +145,11 @@ export interface EndpointContext {
   lastEventAt: number;
   eventsSinceProbe: number;
   probeFailures: number;
+  liveness: LivenessCounts;
+  /** The probe's listing, held while the stream is given its grace (`live.liveness.confirming`). */
+  probeListing: HeldListing | null;
+  /** The periodic reconciliation's listing, held while it settles (`live.reconcile.settling`). */
+  reconcileListing: HeldListing | null;
   ignoredAfterTombstone: number;
   tunnelRestarts: number;
   tunnelFailures: number;
@@ -117,6 +169,7 @@ export type StreamCloseKind =
   | 'reset'
   | 'network'
   | 'probe-failed'
+  | 'half-open'
   | 'stale';
 
 export type EndpointEvent =
@@ -150,7 +203,23 @@ export interface StreamInput {
 
 export interface ProbeInput {
   endpointId: number;
+  /** What to ask: `GET /info`, `GET /instances`, or both (a liveness probe: /info first). */
+  info: boolean;
+  instances: boolean;
 }
+
+/** What the master answered; `null` for what was not asked (or when there is no master: replay). */
+export interface ProbeResult {
+  info: MasterInfo | null;
+  instances: Instance[] | null;
+  /** Listed ids that failed validation (they exist; never tombstone them). */
+  unreadableIds: string[];
+  /** The caller's clock when `GET /instances` was sent, and when its answer came. */
+  sentAt: number;
+  receivedAt: number;
+}
+
+const NO_ANSWER: ProbeResult = { info: null, instances: null, unreadableIds: [], sentAt: 0, receivedAt: 0 };
 
 /** Backoff with "equal jitter": half the exponential step fixed, half random. */
 export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number = Math.random): number {
@@ -160,16 +229,25 @@ export function backoffDelay(attempt: number, baseMs: number, capMs: number, ran
 
 const MAX_REJECT_REASONS = 50;
 
-function countEvent(events: EventCounts, parsed: ParsedEvent): EventCounts {
+/**
+ * Counts one received payload into the endpoint's own context, in place. The counters are owned by this actor
+ * and change on every event; an `assign` would copy the whole context per event, which V8 turns into a slow
+ * dictionary object at this size (docs/performance.md, hot path).
+ */
+function countEvent(context: EndpointContext, parsed: ParsedEvent, receivedAt: number): void {
+  const events = context.events;
+  events.total++;
+  context.lastEventAt = receivedAt;
+  context.eventsSinceProbe++;
   if (parsed.kind === 'rejected') {
-    const reasons = { ...events.rejectedReasons };
+    const reasons = events.rejectedReasons;
     const key = parsed.reason in reasons || Object.keys(reasons).length < MAX_REJECT_REASONS ? parsed.reason : 'other';
     reasons[key] = (reasons[key] ?? 0) + 1;
-    return { ...events, total: events.total + 1, rejected: events.rejected + 1, rejectedReasons: reasons };
+    events.rejected++;
+    return;
   }
   const type = parsed.kind === 'instance' ? parsed.event.type : parsed.kind === 'shutdown' ? 'shutdown' : parsed.type;
-  events.byType[type] = (events.byType[type] ?? 0) + 1; // owned by this actor; avoids a copy per event
-  return { ...events, total: events.total + 1 };
+  events.byType[type] = (events.byType[type] ?? 0) + 1;
 }
 
 const instanceIdOf = (parsed: ParsedEvent): string | null => (parsed.kind === 'instance' ? parsed.event.instance.id : null);
@@ -184,8 +262,11 @@ const endpointSetup = setup({
     tunnel: tunnelMachine,
     /** The SSE connection. Supplied by the runtime; replay feeds the stream's events itself. */
     eventStream: fromCallback<EndpointEvent, StreamInput>(() => () => {}),
-    /** Liveness probe and reconciliation: GET /info and GET /instances. Supplied by the runtime. */
-    probeMaster: fromPromise<{ instances: Instance[] | null; at: number }, ProbeInput>(async () => ({ instances: null, at: 0 })),
+    /**
+     * `GET /info` and/or `GET /instances` (liveness probe, info refresh, reconciliation). Supplied by the runtime;
+     * the stub answers nothing, so replay (no master) never compares or reconciles.
+     */
+    probeMaster: fromPromise<ProbeResult, ProbeInput>(async () => NO_ANSWER),
   },
   actions: {
     // Effects supplied by the runtime.
@@ -196,6 +277,9 @@ const endpointSetup = setup({
   delays: {
     snapshotQuiet: ({ context }) => context.settings.snapshotQuietMs,
     probeInterval: ({ context }) => context.settings.probeIntervalMs,
+    reconcileSettle: ({ context }) => context.settings.reconcileSettleMs,
+    reconcileInterval: ({ context }) => context.settings.reconcileIntervalMs,
+    infoRefresh: ({ context }) => context.settings.infoRefreshMs,
     healthyAfter: ({ context }) => context.settings.healthyAfterMs,
     backoff: ({ context }) => backoffDelay(context.attempt, context.settings.backoffBaseMs, context.settings.backoffCapMs),
   },
@@ -205,12 +289,68 @@ const endpointSetup = setup({
     isAuthFailure: ({ event }) => event.type === 'stream.closed' && event.kind === 'auth',
     quietSinceLastCheck: ({ context }) => context.eventsSinceProbe === 0,
     probeLimitReached: ({ context }) => context.probeFailures + 1 >= context.settings.probeFailureLimit,
+    /** The master's listing disagrees with our state (the probe's or the reconciliation's answer). */
+    listingDisagrees: ({ context, event }) => {
+      const output = (event as { output?: ProbeResult }).output;
+      return !!output?.instances && listingDifferences(context, output.instances, output.unreadableIds).length > 0;
+    },
     startsEnabled: ({ context }) => context.enabled,
   },
 });
 
 function isInitialEvent(parsed: ParsedEvent): boolean {
   return (parsed.kind === 'instance' && parsed.event.type === 'initial') || (parsed.kind === 'master' && parsed.type === 'initial');
+}
+
+const COMPARED_FIELDS = ['status', 'alias', 'type', 'url', 'config', 'restart', 'tcprx', 'tcptx', 'udprx', 'udptx'] as const;
+
+/** Whether a listed instance says what the tunnel already holds (the fields an event would have changed). */
+function agrees(tunnel: import('./tunnel.machine.js').TunnelContext, listed: Instance): boolean {
+  for (const field of COMPARED_FIELDS) {
+    const ours = field === 'tcprx' || field === 'tcptx' || field === 'udprx' || field === 'udptx' ? tunnel.counters[field] : tunnel[field];
+    if (ours !== listed[field]) return false;
+  }
+  return JSON.stringify(tunnel.meta) === JSON.stringify(listed.meta);
+}
+
+/**
+ * Ids on which a `GET /instances` listing and our tunnels disagree: a listed instance we hold differently or
+ * have never seen, or a tunnel we hold that the master no longer lists. Tombstoned ids are settled (PROTOCOL §7:
+ * a deleted id may reappear in a race; we keep it deleted), and unreadable listed ids are never "missing".
+ * On a healthy stream this is empty apart from events in flight: every change the master makes is an event.
+ */
+export function listingDifferences(context: EndpointContext, instances: readonly Instance[], unreadableIds: readonly string[] = []): string[] {
+  const differing: string[] = [];
+  const listed = new Set<string>(unreadableIds);
+  for (const instance of instances) {
+    listed.add(instance.id);
+    const ref = context.tunnels[instance.id];
+    if (!ref) {
+      differing.push(instance.id);
+      continue;
+    }
+    const t = ref.getSnapshot();
+    if (t.status !== 'active' || t.context.deleted) continue;
+    if (t.context.status === null || !agrees(t.context, instance)) differing.push(instance.id);
+  }
+  for (const [instanceId, ref] of Object.entries(context.tunnels)) {
+    if (listed.has(instanceId)) continue;
+    const t = ref.getSnapshot();
+    if (t.status === 'active' && !t.context.deleted && t.context.status !== null) differing.push(instanceId);
+  }
+  return differing;
+}
+
+/** The newest event time applied to any tunnel (the master's clock), 0 before any. */
+function newestStateAt(context: EndpointContext): number {
+  let newest = 0;
+  for (const ref of Object.values(context.tunnels)) newest = Math.max(newest, ref.getSnapshot().context.stateAt);
+  return newest;
+}
+
+function holdListing(context: EndpointContext, output: ProbeResult): HeldListing | null {
+  if (!output.instances) return null;
+  return { instances: output.instances, unreadableIds: output.unreadableIds, sentAt: output.sentAt, receivedAt: output.receivedAt, masterAt: newestStateAt(context) };
 }
 
 export const endpointMachine = endpointSetup
@@ -220,11 +360,7 @@ export const endpointMachine = endpointSetup
         enqueueActions(({ context, event, enqueue }) => {
           if (event.type !== 'stream.event') return;
           const parsed = event.parsed;
-          enqueue.assign({
-            events: countEvent(context.events, parsed),
-            lastEventAt: event.receivedAt,
-            eventsSinceProbe: context.eventsSinceProbe + 1,
-          });
+          countEvent(context, parsed, event.receivedAt);
           if (parsed.kind === 'master') {
             if (parsed.masterId !== context.masterId || parsed.alias !== context.masterAlias) {
               enqueue.assign({ masterId: parsed.masterId || context.masterId, masterAlias: parsed.alias });
@@ -287,16 +423,19 @@ export const endpointMachine = endpointSetup
         }),
       ),
       openOfflineInterval: endpointSetup.createAction(
-        enqueueActions(({ context, event, enqueue }) => {
+        enqueueActions(({ context, event, enqueue }, params: unknown) => {
           if (context.disconnected) return; // already disconnected; keep the first cause
-          const at = 'at' in event ? event.at : 'receivedAt' in event ? event.receivedAt : context.lastEventAt;
+          // A cause found by a timer or a probe has no time of its own: the stream is known good up to its last event.
+          const at = 'at' in event && typeof event.at === 'number' ? event.at : 'receivedAt' in event ? event.receivedAt : context.lastEventAt;
           const from = Math.max(at, context.lastEventAt);
-          const reason = describeDisconnect(event);
+          const reason = (params as { reason?: StreamCloseKind } | undefined)?.reason ?? describeDisconnect(event);
           const interval: OfflineInterval = { from, to: null, reason };
           enqueue.assign({ disconnected: interval, connectedAt: null, since: from, snapshot: null, lastError: reason });
           enqueue({ type: 'persistOffline', params: { endpointId: context.endpointId, ...interval } });
         }),
       ),
+      /** The latest failure (the offline interval keeps the first cause; an operator wants the current one too). */
+      noteError: assign(({ event }) => ({ lastError: describeDisconnect(event) })),
       countAttempt: assign(({ context }) => ({ attempt: context.attempt + 1 })),
       resetAttempts: assign({ attempt: 0 }),
       markEnabled: assign({ enabled: true, attempt: 0 }),
@@ -315,18 +454,67 @@ export const endpointMachine = endpointSetup
       applyListedInstances: endpointSetup.createAction(
         enqueueActions(({ context, event, enqueue }) => {
           if (event.type !== 'master.instances') return;
-          const ids: Record<string, true> = {};
-          for (const instance of event.instances) {
-            ids[instance.id] = true;
-            const time = new Date(event.at).toISOString();
-            routeToTunnel(context, { type: 'update', at: event.at, time, instance, logs: '' }, event.at, enqueue);
-          }
-          for (const [instanceId, ref] of Object.entries(context.tunnels)) {
-            if (ids[instanceId]) continue;
-            const t = ref.getSnapshot();
-            if (t.status !== 'active' || t.context.deleted || t.context.stateAt > event.at) continue;
-            enqueue.sendTo(ref, { type: 'tunnel.tombstone', at: event.at, receivedAt: event.at, reason: 'missing from GET /instances' });
-          }
+          // An explicit listing (tests, tools): trusted as of `at`, with no in-flight check.
+          const held: HeldListing = { instances: event.instances, unreadableIds: [], sentAt: Number.POSITIVE_INFINITY, receivedAt: event.at, masterAt: event.at };
+          const { corrected, tombstoned } = applyListing(context, held, enqueue);
+          enqueue.assign({ liveness: { ...context.liveness, corrected: context.liveness.corrected + corrected, tombstoned: context.liveness.tombstoned + tombstoned } });
+        }),
+      ),
+      holdProbeListing: assign(({ context, event }) => {
+        const output = (event as { output?: ProbeResult }).output;
+        return {
+          probeListing: output ? holdListing(context, output) : null,
+          liveness: { ...context.liveness, probeMismatches: context.liveness.probeMismatches + 1 },
+        };
+      }),
+      holdReconcileListing: assign(({ context, event }) => {
+        const output = (event as { output?: ProbeResult }).output;
+        return { reconcileListing: output ? holdListing(context, output) : null };
+      }),
+      /** Applies a settled listing to the tunnels that heard nothing from the stream since it was requested. */
+      applyHeldListing: endpointSetup.createAction(
+        enqueueActions(({ context, enqueue }, params: unknown) => {
+          const which = (params as { which: 'probe' | 'reconcile' }).which;
+          const held = which === 'probe' ? context.probeListing : context.reconcileListing;
+          const clear = which === 'probe' ? { probeListing: null } : { reconcileListing: null };
+          if (!held) return;
+          const { corrected, tombstoned } = applyListing(context, held, enqueue);
+          enqueue.assign({
+            ...clear,
+            liveness: { ...context.liveness, corrected: context.liveness.corrected + corrected, tombstoned: context.liveness.tombstoned + tombstoned },
+          });
+        }),
+      ),
+      dropProbeListing: assign({ probeListing: null }),
+      countProbe: assign(({ context, event }) => ({
+        liveness: { ...context.liveness, probes: context.liveness.probes + 1, lastProbeAt: (event as { output?: ProbeResult }).output?.sentAt ?? context.liveness.lastProbeAt },
+      })),
+      countProbeError: assign(({ context }) => ({
+        liveness: { ...context.liveness, probes: context.liveness.probes + 1, probeFailures: context.liveness.probeFailures + 1 },
+      })),
+      countHalfOpen: assign(({ context }) => ({
+        probeListing: null,
+        liveness: { ...context.liveness, halfOpenReplaced: context.liveness.halfOpenReplaced + 1 },
+      })),
+      countReconciliation: assign(({ context, event }) => ({
+        liveness: {
+          ...context.liveness,
+          reconciliations: context.liveness.reconciliations + 1,
+          lastReconcileAt: (event as { output?: ProbeResult }).output?.sentAt ?? context.liveness.lastReconcileAt,
+        },
+      })),
+      countReconcileFailure: assign(({ context }) => ({
+        liveness: { ...context.liveness, reconciliations: context.liveness.reconciliations + 1, reconcileFailures: context.liveness.reconcileFailures + 1 },
+      })),
+      countInfoFailure: assign(({ context }) => ({ liveness: { ...context.liveness, infoFailures: context.liveness.infoFailures + 1 } })),
+      /** `/info` from a probe or a refresh, applied like a `master.info` event. */
+      applyAnsweredInfo: endpointSetup.createAction(
+        enqueueActions(({ context, event, enqueue }) => {
+          const info = (event as { output?: ProbeResult }).output?.info;
+          if (!info) return;
+          const masterId = info.masterId || context.masterId;
+          enqueue.assign({ info, masterId, masterAlias: info.alias || context.masterAlias });
+          enqueue({ type: 'persistMaster', params: { endpointId: context.endpointId, masterId, alias: info.alias, info } });
         }),
       ),
       superviseTunnelError: endpointSetup.createAction(
@@ -390,6 +578,21 @@ export const endpointMachine = endpointSetup
         lastEventAt: 0,
         eventsSinceProbe: 0,
         probeFailures: 0,
+        liveness: {
+          probes: 0,
+          probeFailures: 0,
+          probeMismatches: 0,
+          halfOpenReplaced: 0,
+          reconciliations: 0,
+          reconcileFailures: 0,
+          corrected: 0,
+          tombstoned: 0,
+          infoFailures: 0,
+          lastProbeAt: null,
+          lastReconcileAt: null,
+        },
+        probeListing: null,
+        reconcileListing: null,
         ignoredAfterTombstone: 0,
         tunnelRestarts: 0,
         tunnelFailures: 0,
@@ -426,8 +629,8 @@ export const endpointMachine = endpointSetup
             initial: 'connecting',
             on: {
               'stream.closed': [
-                { guard: 'isAuthFailure', target: 'authFailed', actions: 'openOfflineInterval' },
-                { target: 'backoff', actions: 'openOfflineInterval' },
+                { guard: 'isAuthFailure', target: 'authFailed', actions: ['openOfflineInterval', 'noteError'] },
+                { target: 'backoff', actions: ['openOfflineInterval', 'noteError'] },
               ],
             },
             states: {
@@ -446,8 +649,12 @@ export const endpointMachine = endpointSetup
                   ],
                 },
               },
+              /**
+               * Three regions: the stream's liveness, the periodic `/info` refresh (and once on arrival), and the
+               * periodic `GET /instances` reconciliation. Leaving `live` cancels whatever request is outstanding.
+               */
               live: {
-                initial: 'streaming',
+                type: 'parallel',
                 after: { healthyAfter: { actions: 'resetAttempts' } },
                 on: {
                   'stream.event': [
@@ -456,24 +663,88 @@ export const endpointMachine = endpointSetup
                   ],
                 },
                 states: {
-                  streaming: {
-                    after: {
-                      probeInterval: [
-                        { guard: 'quietSinceLastCheck', target: 'probing' },
-                        { target: 'streaming', reenter: true, actions: 'resetQuietCheck' },
-                      ],
+                  liveness: {
+                    initial: 'streaming',
+                    states: {
+                      streaming: {
+                        after: {
+                          probeInterval: [
+                            { guard: 'quietSinceLastCheck', target: 'probing' },
+                            { target: 'streaming', reenter: true, actions: 'resetQuietCheck' },
+                          ],
+                        },
+                      },
+                      /** Quiet for a whole interval: does the master answer, and does its listing match ours? */
+                      probing: {
+                        invoke: {
+                          src: 'probeMaster',
+                          input: ({ context }) => ({ endpointId: context.endpointId, info: true, instances: true }),
+                          onDone: [
+                            { guard: 'listingDisagrees', target: 'confirming', actions: ['countProbe', 'resetProbeFailures', 'applyAnsweredInfo', 'holdProbeListing'] },
+                            { target: 'streaming', actions: ['countProbe', 'resetProbeFailures', 'applyAnsweredInfo', 'resetQuietCheck'] },
+                          ],
+                          onError: [
+                            {
+                              guard: 'probeLimitReached',
+                              target: '#endpoint.enabled.backoff',
+                              actions: ['countProbeError', { type: 'openOfflineInterval', params: { reason: 'probe-failed' } }],
+                            },
+                            { target: 'streaming', actions: ['countProbeError', 'countProbeFailure'] },
+                          ],
+                        },
+                      },
+                      /**
+                       * The master changed things the silent stream should have carried. One settle period of grace
+                       * for events in flight: any event means the stream is alive (the listing is then applied where
+                       * it is still news); none means the stream is half-open, and it is replaced.
+                       */
+                      confirming: {
+                        after: {
+                          reconcileSettle: [
+                            {
+                              guard: 'quietSinceLastCheck',
+                              target: '#endpoint.enabled.backoff',
+                              actions: ['countHalfOpen', { type: 'openOfflineInterval', params: { reason: 'half-open' } }],
+                            },
+                            { target: 'streaming', actions: [{ type: 'applyHeldListing', params: { which: 'probe' } }, 'resetQuietCheck'] },
+                          ],
+                        },
+                      },
                     },
                   },
-                  /** The stream has been quiet for a whole interval: ask the master whether it is alive. */
-                  probing: {
-                    invoke: {
-                      src: 'probeMaster',
-                      input: ({ context }) => ({ endpointId: context.endpointId }),
-                      onDone: { target: 'streaming', actions: ['resetProbeFailures', 'resetQuietCheck'] },
-                      onError: [
-                        { guard: 'probeLimitReached', target: '#endpoint.enabled.backoff', actions: 'openOfflineInterval' },
-                        { target: 'streaming', actions: 'countProbeFailure' },
-                      ],
+                  info: {
+                    initial: 'fetching',
+                    states: {
+                      waiting: { after: { infoRefresh: 'fetching' } },
+                      fetching: {
+                        invoke: {
+                          src: 'probeMaster',
+                          input: ({ context }) => ({ endpointId: context.endpointId, info: true, instances: false }),
+                          onDone: { target: 'waiting', actions: 'applyAnsweredInfo' },
+                          onError: { target: 'waiting', actions: 'countInfoFailure' },
+                        },
+                      },
+                    },
+                  },
+                  reconcile: {
+                    initial: 'waiting',
+                    states: {
+                      waiting: { after: { reconcileInterval: 'listing' } },
+                      listing: {
+                        invoke: {
+                          src: 'probeMaster',
+                          input: ({ context }) => ({ endpointId: context.endpointId, info: false, instances: true }),
+                          onDone: [
+                            { guard: 'listingDisagrees', target: 'settling', actions: ['countReconciliation', 'holdReconcileListing'] },
+                            { target: 'waiting', actions: 'countReconciliation' },
+                          ],
+                          onError: { target: 'waiting', actions: 'countReconcileFailure' },
+                        },
+                      },
+                      /** Events in flight when the master answered arrive now and win over the listing. */
+                      settling: {
+                        after: { reconcileSettle: { target: 'waiting', actions: { type: 'applyHeldListing', params: { which: 'reconcile' } } } },
+                      },
                     },
                   },
                 },
@@ -499,6 +770,48 @@ function describeDisconnect(event: EndpointEvent | { type: string }): string {
   if (event.type === 'endpoint.disable') return 'disabled';
   if (event.type.startsWith('xstate.error.actor')) return 'probe-failed';
   return event.type;
+}
+
+/**
+ * Applies a settled listing: each listed instance that disagrees with its tunnel becomes an `update` for it,
+ * and each tunnel the master no longer lists gets a tombstone — but only for tunnels that heard nothing from
+ * the stream since the listing was requested (the stream is fresher than the listing there). The listing's
+ * time is the newest event time we had applied (the master's clock; the listing is at least that new), or the
+ * tunnel's own last state time if newer, so a listing never passes for older than what it corrects and never
+ * mixes our clock into the master's.
+ */
+function applyListing(
+  context: EndpointContext,
+  held: HeldListing,
+  enqueue: Parameters<typeof routeToTunnel>[3],
+): { corrected: number; tombstoned: number } {
+  let corrected = 0;
+  let tombstoned = 0;
+  const baseAt = held.masterAt || held.sentAt;
+  const listed = new Set<string>(held.unreadableIds);
+  for (const instance of held.instances) {
+    listed.add(instance.id);
+    const ref = context.tunnels[instance.id];
+    let at = baseAt;
+    if (ref) {
+      const t = ref.getSnapshot();
+      if (t.status !== 'active' || t.context.deleted) continue;
+      if (t.context.updatedAt >= held.sentAt) continue;
+      if (t.context.status !== null && agrees(t.context, instance)) continue;
+      at = Math.max(at, t.context.stateAt);
+    }
+    routeToTunnel(context, { type: 'update', at, time: new Date(at).toISOString(), instance, logs: '' }, held.receivedAt, enqueue);
+    corrected++;
+  }
+  for (const [instanceId, ref] of Object.entries(context.tunnels)) {
+    if (listed.has(instanceId)) continue;
+    const t = ref.getSnapshot();
+    if (t.status !== 'active' || t.context.deleted || t.context.status === null || t.context.updatedAt >= held.sentAt) continue;
+    const at = Math.max(baseAt, t.context.stateAt);
+    enqueue.sendTo(ref, { type: 'tunnel.tombstone', at, receivedAt: held.receivedAt, reason: 'missing from GET /instances' });
+    tombstoned++;
+  }
+  return { corrected, tombstoned };
 }
 
 /** Sends an instance event to its tunnel actor, spawning the actor on first sight. */

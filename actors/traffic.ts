@@ -65,6 +65,9 @@ export interface SampleResult {
   flags: SampleFlag[];
 }
 
+/** Shared by every ordinary sample (callers read flags, never push to them). */
+const NO_FLAGS: SampleFlag[] = Object.freeze([]) as unknown as SampleFlag[];
+
 const allZero = (c: Counters): boolean => c.tcprx === 0 && c.tcptx === 0 && c.udprx === 0 && c.udptx === 0;
 
 export const pickCounters = (c: Counters): Counters => ({ tcprx: c.tcprx, tcptx: c.tcptx, udprx: c.udprx, udptx: c.udptx });
@@ -104,8 +107,18 @@ export function applySample(track: CounterTrack, sample: Counters): SampleResult
   // A counter that went down was reset (rule 2) even if the all-zero update of the reset was lost: it is a
   // reset of the run too, so a later reset's jump is recognised. If it is the run's second or later reset,
   // this very sample may carry the jump.
+  const decreased = value.tcprx < last.tcprx || value.tcptx < last.tcptx || value.udprx < last.udprx || value.udptx < last.udptx;
+  if (!decreased && track.pendingOffset === null) {
+    // The common case (every sample while traffic flows): plain differences, written out for speed.
+    const delta: Counters = {
+      tcprx: value.tcprx - last.tcprx,
+      tcptx: value.tcptx - last.tcptx,
+      udprx: value.udprx - last.udprx,
+      udptx: value.udptx - last.udptx,
+    };
+    return { track: { ...track, last: value }, delta, flags: NO_FLAGS };
+  }
   let current = track;
-  const decreased = COUNTER_KEYS.some((k) => value[k] < last[k]);
   if (decreased) current = registerReset(track, last);
 
   const delta = { ...ZERO_COUNTERS };
@@ -147,6 +160,20 @@ function registerReset(track: CounterTrack, valueBefore: Counters): CounterTrack
 /** Start of the UTC hour that contains `ms`. */
 export const hourOf = (ms: number): number => Math.floor(ms / HOUR_MS) * HOUR_MS;
 
+// The bucket key of the current hour, kept: formatting a 13-digit number on every event is measurable.
+let lastHour = NaN;
+let lastHourKey = '';
+
+/** The hour-bucket key (start of the UTC hour, epoch ms, as a string) of `ms`. */
+export function hourKeyOf(ms: number): string {
+  const hour = hourOf(ms);
+  if (hour !== lastHour) {
+    lastHour = hour;
+    lastHourKey = String(hour);
+  }
+  return lastHourKey;
+}
+
 /**
  * Adds a delta to the hour bucket of `at`, keeping at most `keepHours` buckets (the oldest are dropped:
  * the state flusher has checkpointed them long before, as every change is queued with its bucket values).
@@ -158,7 +185,7 @@ export function addToHourBuckets(
   keepHours = 3,
 ): Record<string, Counters> {
   if (allZero(delta)) return buckets;
-  const key = String(hourOf(at));
+  const key = hourKeyOf(at);
   const next: Record<string, Counters> = { ...buckets, [key]: addCounters(buckets[key] ?? ZERO_COUNTERS, delta) };
   const keys = Object.keys(next);
   if (keys.length > keepHours) {

@@ -14,7 +14,6 @@ import { assign, enqueueActions, setup } from 'xstate';
 import { lineHash, newLogDedupe, sightLogLine, type LogDedupe } from './log-identity.js';
 import {
   ZERO_COUNTERS,
-  staticFieldsOf,
   type Counters,
   type InstanceEvent,
   type InstanceMeta,
@@ -25,6 +24,7 @@ import {
   addCounters,
   addToHourBuckets,
   applySample,
+  hourKeyOf,
   newCounterTrack,
   pickCounters,
   ratesOf,
@@ -157,22 +157,76 @@ export function newTunnelContext(input: TunnelInput): TunnelContext {
   };
 }
 
-/** What one observation did, computed by the pure `observe` below. */
+/**
+ * The fields of the context that one applied (not stale) event sets. Built by `observe`, written into the
+ * context by `commitObservation`.
+ */
+export interface AppliedState {
+  alias: string;
+  type: string;
+  url: string;
+  config: string;
+  restart: boolean;
+  meta: InstanceMeta;
+  status: InstanceStatus;
+  mode: number;
+  ping: number;
+  pool: number;
+  tcps: number;
+  udps: number;
+  counters: Counters;
+  traffic: Counters;
+  rates: Counters;
+  hours: Record<string, Counters>;
+  track: CounterTrack;
+  stateAt: number;
+  updatedAt: number;
+  statusChanges: StatusChange[];
+  anomalies: TunnelContext['anomalies'];
+  deleted: boolean;
+  deletedAt: number | null;
+}
+
+/** What one observation does, computed by `observe` below; `commitObservation` applies it. */
 export interface Observation {
-  context: TunnelContext;
+  /** The new state, or null when the event is stale (older than the state held) and moves nothing. */
+  applied: AppliedState | null;
   stale: boolean;
   configChanged: boolean;
   stateChanged: boolean;
   statusChanged: boolean;
   hoursTouched: Record<string, Counters>;
   log: LogLineParams | null;
+  /** Log lines taken, duplicates and stale events ignored, by this event (0 or 1 each). */
+  logLines: number;
+  duplicateLogs: number;
+  staleIgnored: number;
 }
 
-const sameMeta = (a: InstanceMeta, b: InstanceMeta): boolean => JSON.stringify(a) === JSON.stringify(b);
+/** Shared by every observation that touched no hour bucket (never mutated: consumers copy or read). */
+const NO_HOURS: Record<string, Counters> = Object.freeze({}) as Record<string, Counters>;
+
+/** Same JSON value, key order included: what comparing the two `JSON.stringify`s says, without building them. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  for (let i = 0; i < ka.length; i++) {
+    const k = ka[i]!;
+    if (k !== kb[i] || !sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
+const sameMeta = (a: InstanceMeta, b: InstanceMeta): boolean => sameJson(a, b);
 
 /**
- * Applies one event to a tunnel's context. Pure apart from the log de-duplication record, which it updates
- * in place (it is owned by this tunnel alone and would otherwise be copied on every log line).
+ * Computes what one event does to a tunnel. Pure apart from the log de-duplication record, which it updates
+ * in place (it is owned by this tunnel alone and would otherwise be copied on every log line). Everything that
+ * can fail happens here, before anything is written: a failure leaves the context as it was.
  */
 export function observe(
   ctx: TunnelContext,
@@ -181,15 +235,17 @@ export function observe(
   connection: number,
 ): Observation {
   const result: Observation = {
-    context: ctx,
+    applied: null,
     stale: false,
     configChanged: false,
     stateChanged: false,
     statusChanged: false,
-    hoursTouched: {},
+    hoursTouched: NO_HOURS,
     log: null,
+    logLines: 0,
+    duplicateLogs: 0,
+    staleIgnored: 0,
   };
-  let next = ctx;
 
   if (event.type === 'log') {
     const hash = lineHash(event.logs);
@@ -199,7 +255,7 @@ export function observe(
       ctx.settings.logDedupeWindowMs,
     );
     if (ordinal > 0) {
-      next = { ...next, logLines: next.logLines + 1 };
+      result.logLines = 1;
       result.log = {
         endpointId: ctx.endpointId,
         instanceId: ctx.instanceId,
@@ -210,15 +266,14 @@ export function observe(
         raw: event.logs,
       };
     } else {
-      next = { ...next, ignored: { ...next.ignored, duplicateLog: next.ignored.duplicateLog + 1 } };
+      result.duplicateLogs = 1;
     }
   }
 
   if (event.at < ctx.stateAt) {
     // An older snapshot than the one we hold: it must not move state or counters back.
     result.stale = true;
-    if (event.type !== 'log') next = { ...next, ignored: { ...next.ignored, stale: next.ignored.stale + 1 } };
-    result.context = next;
+    if (event.type !== 'log') result.staleIgnored = 1;
     return result;
   }
 
@@ -243,8 +298,10 @@ export function observe(
   const moved = delta.tcprx + delta.tcptx + delta.udprx + delta.udptx > 0;
   const hours = moved ? addToHourBuckets(ctx.hours, receivedAt, delta) : ctx.hours;
   if (moved) {
-    const key = String(Math.floor(receivedAt / 3_600_000) * 3_600_000);
-    result.hoursTouched[key] = hours[key]!;
+    const key = hourKeyOf(receivedAt);
+    const touched: Record<string, Counters> = {};
+    touched[key] = hours[key]!;
+    result.hoursTouched = touched;
   }
 
   const statusChanged = inst.status !== ctx.status;
@@ -252,16 +309,23 @@ export function observe(
     ? [...ctx.statusChanges, { at: event.at, status: inst.status }].slice(-ctx.settings.statusHistoryLimit)
     : ctx.statusChanges;
   const span = ctx.stateAt > 0 ? event.at - ctx.stateAt : 0;
+  const isDelete = event.type === 'delete';
 
-  next = {
-    ...next,
-    ...staticFieldsOf(inst),
+  result.applied = {
+    alias: inst.alias,
+    type: inst.type,
+    url: inst.url,
+    config: inst.config,
+    restart: inst.restart,
+    meta: inst.meta,
+    status: inst.status,
     mode: inst.mode,
     ping: inst.ping,
     pool: inst.pool,
     tcps: inst.tcps,
     udps: inst.udps,
-    counters: pickCounters(inst),
+    // The sample's copy of the counters, shared with the track: neither is ever mutated.
+    counters: sample.track.last ?? pickCounters(inst),
     traffic: moved ? addCounters(ctx.traffic, delta) : ctx.traffic,
     rates: span > 0 ? ratesOf(delta, span) : ctx.rates,
     hours,
@@ -270,10 +334,9 @@ export function observe(
     updatedAt: receivedAt,
     statusChanges,
     anomalies: sample.flags.length > 0 && !sample.flags.includes('baseline') ? countFlags(ctx.anomalies, sample.flags) : ctx.anomalies,
+    deleted: isDelete ? true : ctx.deleted,
+    deletedAt: isDelete ? event.at : ctx.deletedAt,
   };
-  if (event.type === 'delete') next = { ...next, deleted: true, deletedAt: event.at };
-
-  result.context = next;
   result.configChanged = configChanged;
   result.statusChanged = statusChanged;
   result.stateChanged =
@@ -290,6 +353,45 @@ export function observe(
     inst.udprx !== ctx.counters.udprx ||
     inst.udptx !== ctx.counters.udptx;
   return result;
+}
+
+/**
+ * Writes an observation into the tunnel's context, in place. The context belongs to this one actor and every
+ * nested value is replaced, never mutated (so records handed to persistence keep what they saw). Why not
+ * `assign`: XState's assign copies the whole context with `Object.assign({}, …)`, and V8 turns an object built
+ * that way with this many fields into a slow dictionary object — measured 5–8 µs per event, the largest cost
+ * of the hot path (docs/performance.md).
+ */
+export function commitObservation(ctx: TunnelContext, obs: Observation): void {
+  if (obs.logLines) ctx.logLines += obs.logLines;
+  if (obs.duplicateLogs || obs.staleIgnored) {
+    ctx.ignored = { stale: ctx.ignored.stale + obs.staleIgnored, duplicateLog: ctx.ignored.duplicateLog + obs.duplicateLogs };
+  }
+  const a = obs.applied;
+  if (!a) return;
+  ctx.alias = a.alias;
+  ctx.type = a.type;
+  ctx.url = a.url;
+  ctx.config = a.config;
+  ctx.restart = a.restart;
+  ctx.meta = a.meta;
+  ctx.status = a.status;
+  ctx.mode = a.mode;
+  ctx.ping = a.ping;
+  ctx.pool = a.pool;
+  ctx.tcps = a.tcps;
+  ctx.udps = a.udps;
+  ctx.counters = a.counters;
+  ctx.traffic = a.traffic;
+  ctx.rates = a.rates;
+  ctx.hours = a.hours;
+  ctx.track = a.track;
+  ctx.stateAt = a.stateAt;
+  ctx.updatedAt = a.updatedAt;
+  ctx.statusChanges = a.statusChanges;
+  ctx.anomalies = a.anomalies;
+  ctx.deleted = a.deleted;
+  ctx.deletedAt = a.deletedAt;
 }
 
 function countFlags(a: TunnelContext['anomalies'], flags: SampleFlag[]): TunnelContext['anomalies'] {
@@ -343,18 +445,17 @@ export const tunnelMachine = tunnelSetup.extend({
         });
         return;
       }
-      const next = obs.context;
-      enqueue.assign(() => next);
+      commitObservation(context, obs);
       if (obs.log) enqueue({ type: 'queueLog', params: obs.log });
       if (obs.stale) return;
-      if (obs.statusChanged && next.status) {
+      if (obs.statusChanged && context.status) {
         enqueue({
           type: 'persistStatusChange',
-          params: { endpointId: next.endpointId, instanceId: next.instanceId, at: next.stateAt, status: next.status },
+          params: { endpointId: context.endpointId, instanceId: context.instanceId, at: context.stateAt, status: context.status },
         });
       }
-      if (obs.configChanged) enqueue({ type: 'persistConfig', params: { context: next, at: next.stateAt } });
-      if (obs.stateChanged) enqueue({ type: 'queueState', params: { context: next, hours: obs.hoursTouched } });
+      if (obs.configChanged) enqueue({ type: 'persistConfig', params: { context, at: context.stateAt } });
+      if (obs.stateChanged) enqueue({ type: 'queueState', params: { context, hours: obs.hoursTouched } });
     })),
     markTombstone: assign(({ event }) => {
       if (event.type !== 'tunnel.tombstone') return {};

@@ -1,13 +1,8 @@
 // Writes docs/machines/<machine>.md (Mermaid) from the compiled machines. `--check` fails when they are stale.
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+// The same machine list and the same walk (src/inspect/machine-graph.ts) as the /inspect page's diagrams.
 const { toMermaid } = await import('../dist/src/inspect/mermaid.js');
-const machines = {
-  fleet: (await import('../dist/actors/fleet.machine.js')).fleetMachine,
-  endpoint: (await import('../dist/actors/endpoint.machine.js')).endpointMachine,
-  tunnel: (await import('../dist/actors/tunnel.machine.js')).tunnelMachine,
-  batcher: (await import('../dist/actors/supervisors/batcher.machine.js')).batcherMachine,
-  'scheduled-job': (await import('../dist/actors/supervisors/scheduled-job.machine.js')).scheduledJobMachine,
-};
+const { MACHINES: machines } = await import('../dist/src/inspect/machines.js');
 const check = process.argv.includes('--check');
 mkdirSync('docs/machines', { recursive: true });
 let stale = [];

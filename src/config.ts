@@ -21,6 +21,8 @@ export const ConfigFileSchema = Type.Object({ endpoints: Type.Optional(Type.Arra
 export interface Config {
   /** A PostgreSQL server; absent: the embedded database in `dataDir`. */
   databaseUrl: string | null;
+  /** Server only: the schema every connection uses (`search_path`), created if missing; absent: the server's default. */
+  databaseSchema: string | null;
   dataDir: string;
   /** Key for API keys at rest (hex or base64 of 32 bytes); absent: `<dataDir>/secret.key`, generated. */
   secretKey: string | null;
@@ -28,6 +30,8 @@ export interface Config {
   port: number;
   /** Required when `host` is not a loopback address. */
   accessToken: string | null;
+  /** Origins allowed to call the HTTP API from a browser (TUNNELPULSE_CORS_ORIGINS, comma-separated); empty: CORS off. */
+  corsOrigins: string[];
   /** Endpoints seeded at start-up (JSON file: `{ "endpoints": [{ name, url, apiKey, insecureTls? }] }`). */
   configFile: string | null;
   /** Journal everything received to this file (JSON Lines, replayable). */
@@ -41,6 +45,11 @@ export interface Config {
   trafficRetentionDays: number;
   memoryCapRows: number;
   eventRingSize: number;
+  /** Endpoint liveness and reconciliation (docs/actors.md): quiet time before a probe, `GET /instances` and `/info` periods, backoff cap. */
+  probeIntervalMs: number;
+  reconcileIntervalMs: number;
+  infoRefreshMs: number;
+  backoffCapMs: number;
   demo: boolean;
 }
 
@@ -60,11 +69,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const dataDir = overrides.dataDir ?? env['TUNNELPULSE_DATA_DIR'] ?? './data';
   const config: Config = {
     databaseUrl: env['DATABASE_URL'] || null,
+    databaseSchema: env['TUNNELPULSE_DATABASE_SCHEMA'] || null,
     dataDir,
     secretKey: env['TUNNELPULSE_SECRET_KEY'] || null,
     host: env['TUNNELPULSE_HOST'] || '127.0.0.1',
     port: int(env, 'TUNNELPULSE_PORT', 8080),
     accessToken: env['TUNNELPULSE_TOKEN'] || null,
+    corsOrigins: (env['TUNNELPULSE_CORS_ORIGINS'] ?? '').split(',').map((o) => o.trim()).filter((o) => o.length > 0),
     configFile: env['TUNNELPULSE_CONFIG'] || null,
     journalPath: env['TUNNELPULSE_JOURNAL'] || null,
     logLevel: env['TUNNELPULSE_LOG_LEVEL'] || 'info',
@@ -76,6 +87,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trafficRetentionDays: int(env, 'TUNNELPULSE_TRAFFIC_RETENTION_DAYS', 30, 1),
     memoryCapRows: int(env, 'TUNNELPULSE_MEMORY_CAP_ROWS', 200_000, 1_000),
     eventRingSize: int(env, 'TUNNELPULSE_EVENT_RING', 1_000, 0),
+    probeIntervalMs: int(env, 'TUNNELPULSE_PROBE_INTERVAL_MS', 30_000, 1_000),
+    reconcileIntervalMs: int(env, 'TUNNELPULSE_RECONCILE_INTERVAL_MS', 60_000, 1_000),
+    infoRefreshMs: int(env, 'TUNNELPULSE_INFO_REFRESH_MS', 300_000, 1_000),
+    backoffCapMs: int(env, 'TUNNELPULSE_BACKOFF_CAP_MS', 30_000, 1_000),
     demo: false,
     ...overrides,
   };

@@ -3,6 +3,7 @@
  */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import { registerBenchCommand } from '../bench/command.js';
 import { registerReplayCommand } from '../replay/command.js';
 import { registerServiceCommands } from '../service/command.js';
 import { registerSimCommand } from '../sim/command.js';
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerServiceCommands(program);
   registerReplayCommand(program);
   registerSimCommand(program);
+  registerBenchCommand(program);
   return program;
 }
 

@@ -88,6 +88,11 @@ export interface StoredTunnel extends TunnelKey {
   state: TunnelStateRecord | null;
   /** Buckets the rollup has not closed yet (the current hour, and any hour still awaiting its rollup). */
   openBuckets: HourBucketRecord[];
+  /**
+   * Log lines stored or cut by the daily cap, over the days retention kept (`log_daily_counts`). The state's
+   * own count can lag: log lines do not trigger a state flush.
+   */
+  storedLogLines: number;
 }
 
 export interface TrafficSeriesQuery {
@@ -515,6 +520,14 @@ export class Store {
   // Reads
 
   /** Every tunnel (tombstones included) of one endpoint, or of all, with what its actor needs to resume. */
+  /** The hours (epoch ms) that have a tunnel bucket for any of these endpoints (replay rolls them up at the end). */
+  async trafficHours(endpointIds: readonly number[]): Promise<number[]> {
+    if (endpointIds.length === 0) return [];
+    const rows = await this.#sql<{ hour: Date }[]>`
+      SELECT DISTINCT hour FROM traffic_hourly_tunnel WHERE endpoint_id = ANY(${endpointIds as number[]}::bigint[]) ORDER BY hour`;
+    return rows.map((r) => r.hour.getTime());
+  }
+
   async loadTunnels(endpointId?: number): Promise<StoredTunnel[]> {
     const sql = this.#sql;
     const byEndpoint = endpointId === undefined ? sql`` : sql`WHERE endpoint_id = ${endpointId}`;
@@ -536,7 +549,14 @@ export class Store {
       });
       bucketsByTunnel.set(key, list);
     }
-    return rows.map((row) => toStoredTunnel(row, bucketsByTunnel.get(tunnelKey(row.endpoint_id, row.instance_id)) ?? []));
+    const logRows = await sql<{ endpoint_id: number; instance_id: string; lines: number }[]>`
+      SELECT endpoint_id, instance_id, sum(kept + cut)::bigint AS lines FROM log_daily_counts
+      ${byEndpoint} GROUP BY endpoint_id, instance_id`;
+    const linesByTunnel = new Map(logRows.map((r) => [tunnelKey(r.endpoint_id, r.instance_id), r.lines]));
+    return rows.map((row) => {
+      const key = tunnelKey(row.endpoint_id, row.instance_id);
+      return { ...toStoredTunnel(row, bucketsByTunnel.get(key) ?? []), storedLogLines: linesByTunnel.get(key) ?? 0 };
+    });
   }
 
   /** Offline intervals still open (for closing them when an endpoint actor resumes after a restart). */
@@ -784,7 +804,7 @@ function counters(row: Omit<CounterRow, 'hour'>): Counters {
   return { tcprx: row.tcprx, tcptx: row.tcptx, udprx: row.udprx, udptx: row.udptx };
 }
 
-function toStoredTunnel(row: TunnelRow, openBuckets: HourBucketRecord[]): StoredTunnel {
+function toStoredTunnel(row: TunnelRow, openBuckets: HourBucketRecord[]): Omit<StoredTunnel, 'storedLogLines'> {
   const key = { endpointId: row.endpoint_id, instanceId: row.instance_id };
   return {
     ...key,

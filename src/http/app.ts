@@ -1,120 +1,134 @@
 /**
- * The HTTP application as a Fastify plugin, so tests build it without listening (`app.inject`).
- * This first cut answers from the actors in memory: health and readiness, endpoints and their tunnels,
- * the raw state of an endpoint actor, and the statistics (JSON and Prometheus). The full API (trends, logs,
- * live feed, OpenAPI) is tracked in its own issue.
+ * The HTTP application as a Fastify plugin, so tests build it without listening (`app.inject`) and the service
+ * registers it on its server. It is wrapped with fastify-plugin so its hooks (the bearer-token check), its error
+ * and not-found handlers cover the whole server, the `/inspect` plugin included; each route group below is an
+ * encapsulated plugin of its own.
+ *
+ * Answers come from the actors in memory wherever they can (endpoints, tunnels, actors, dashboard counts, stats);
+ * history comes from the database (traffic before the open hour, logs).
  */
-import type { FastifyInstance } from 'fastify';
-import client from 'prom-client';
-import { iso } from '../../actors/model.js';
-import type { EndpointContext } from '../../actors/endpoint.machine.js';
-import type { TunnelContext } from '../../actors/tunnel.machine.js';
-import { tunnelReport } from '../replay/report.js';
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Store } from '../db/store.js';
 import type { Runtime } from '../runtime/runtime.js';
+import type { EndpointRegistry } from '../service/registry.js';
+import type { HttpDeps } from './deps.js';
+import { HttpError, errorBody, errorHandler } from './errors.js';
+import { actorRoutes } from './routes/actors.js';
+import { endpointRoutes } from './routes/endpoints.js';
+import { eventRoutes, type EventsOptions } from './routes/events.js';
+import { healthRoutes, type Readiness } from './routes/health.js';
+import { overviewRoutes } from './routes/overview.js';
+import { tunnelRoutes } from './routes/tunnels.js';
+import { inspectPlugin, isPublicInspectPath } from '../inspect/plugin.js';
+
+export { endpointView, tunnelView } from './views.js';
+export type { Readiness } from './routes/health.js';
 
 export interface AppOptions {
   runtime: Runtime;
+  /** Absent (benchmarks): endpoints are read from the runtime and the mutating routes answer 503. */
+  registry?: EndpointRegistry;
+  store: Pick<Store, 'trafficSeries' | 'logsPage'>;
   /** Bearer token required on every route but the health checks, when set. */
   accessToken: string | null;
-  ready: () => Promise<boolean>;
+  readiness: () => Promise<Readiness>;
+  /** Origins allowed by CORS; empty or absent: CORS off (no CORS headers at all). */
+  corsOrigins?: readonly string[];
+  /** Mutating routes (POST, PATCH, DELETE), per client address. Default 60 per minute. */
+  rateLimit?: { max: number; timeWindowMs: number };
+  events?: EventsOptions;
 }
 
-export function endpointView(e: EndpointContext, state: unknown) {
-  const tunnels = Object.values(e.tunnels).map((t) => t.getSnapshot().context);
-  const byStatus: Record<string, number> = {};
-  const traffic = { tcprx: 0, tcptx: 0, udprx: 0, udptx: 0 };
-  for (const t of tunnels) {
-    const key = t.deleted ? 'deleted' : (t.status ?? 'unknown');
-    byStatus[key] = (byStatus[key] ?? 0) + 1;
-    traffic.tcprx += t.traffic.tcprx;
-    traffic.tcptx += t.traffic.tcptx;
-    traffic.udprx += t.traffic.udprx;
-    traffic.udptx += t.traffic.udptx;
-  }
-  return {
-    id: e.endpointId,
-    name: e.name,
-    state,
-    since: e.since ? iso(e.since) : null,
-    masterId: e.masterId,
-    master: e.info,
-    connections: e.connections,
-    reconnects: e.reconnects,
-    lastError: e.lastError,
-    tunnels: byStatus,
-    traffic,
-    events: { total: e.events.total, byType: e.events.byType, rejected: e.events.rejected },
-    offline: e.offline.map((o) => ({ from: iso(o.from), to: o.to === null ? null : iso(o.to), reason: o.reason })),
-    disconnectedSince: e.disconnected ? iso(e.disconnected.from) : null,
+/** Routes anyone may call: what a load balancer or an orchestrator probes. */
+const OPEN_PATHS = new Set(['/healthz', '/readyz']);
+
+const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+
+/** Constant time whatever the lengths: both sides are hashed to 32 bytes first. */
+export function tokenMatches(presented: string, expectedDigest: Buffer): boolean {
+  return timingSafeEqual(digest(presented), expectedDigest);
+}
+
+function pathOf(request: FastifyRequest): string {
+  const q = request.url.indexOf('?');
+  return q === -1 ? request.url : request.url.slice(0, q);
+}
+
+/**
+ * `?token=` is accepted only where a browser cannot send a header: the EventSource streams (`/api/events` and the
+ * inspect page's `/inspect/api/stream`). It is compared like the header and never echoed.
+ */
+const acceptsQueryToken = (path: string): boolean => path === '/api/events' || path === '/inspect/api/stream';
+
+async function appPlugin(root: FastifyInstance, options: AppOptions): Promise<void> {
+  const fastify = root.withTypeProvider<TypeBoxTypeProvider>();
+  const timeWindow = options.rateLimit?.timeWindowMs ?? 60_000;
+  const deps: HttpDeps = {
+    runtime: options.runtime,
+    registry: options.registry ?? null,
+    store: options.store,
+    rateLimit: { max: options.rateLimit?.max ?? 60, timeWindow },
   };
-}
 
-export function tunnelView(t: TunnelContext) {
-  return {
-    ...tunnelReport(t),
-    mode: t.mode,
-    ping: t.ping,
-    pool: t.pool,
-    tcps: t.tcps,
-    udps: t.udps,
-    rates: t.rates,
-    updatedAt: t.updatedAt ? iso(t.updatedAt) : null,
-  };
-}
-
-function constantTimeEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a);
-  const bb = Buffer.from(b);
-  if (ab.length !== bb.length) return false;
-  let diff = 0;
-  for (let i = 0; i < ab.length; i++) diff |= ab[i]! ^ bb[i]!;
-  return diff === 0;
-}
-
-export async function app(fastify: FastifyInstance, options: AppOptions): Promise<void> {
-  const { runtime } = options;
-  const registry = new client.Registry();
-  const gauge = (name: string, help: string, read: () => number) =>
-    registry.registerMetric(new client.Gauge({ name, help, collect() { this.set(read()); } }));
-  const stat = () => runtime.stats.snapshot();
-  gauge('tunnelpulse_events_processed', 'Events processed by the actors', () => stat().processedEvents);
-  gauge('tunnelpulse_events_rejected', 'Payloads rejected by validation', () => stat().rejectedEvents);
-  gauge('tunnelpulse_db_statements', 'Database statements written', () => stat().databaseWrites.statements);
-  gauge('tunnelpulse_db_rows', 'Database rows written', () => stat().databaseWrites.rows);
-  gauge('tunnelpulse_db_errors', 'Database write errors', () => stat().databaseErrors);
-  gauge('tunnelpulse_memory_errors', 'Events the memory path failed on', () => stat().memoryErrors);
-  gauge('tunnelpulse_endpoints', 'Endpoints registered', () => runtime.endpoints().length);
+  fastify.setErrorHandler(errorHandler);
+  fastify.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(errorBody(404, `no route ${request.method} ${pathOf(request)}`));
+  });
 
   if (options.accessToken) {
-    const expected = `Bearer ${options.accessToken}`;
+    const expected = digest(`Bearer ${options.accessToken}`);
+    const expectedQuery = digest(options.accessToken);
     fastify.addHook('onRequest', async (request, reply) => {
-      if (request.url === '/healthz' || request.url === '/readyz') return;
-      if (!constantTimeEqual(String(request.headers.authorization ?? ''), expected)) {
-        await reply.code(401).send({ error: { code: 'UNAUTHORIZED', message: 'a valid bearer token is required' } });
-      }
+      const path = pathOf(request);
+      // The /inspect page and its script and style are static files holding no data; the page then calls
+      // /inspect/api/* with the token (header, or ?token= on its EventSource).
+      if (OPEN_PATHS.has(path) || isPublicInspectPath(path) || request.method === 'OPTIONS') return;
+      const header = request.headers.authorization;
+      if (typeof header === 'string' && tokenMatches(header, expected)) return;
+      const query = (request.query as Record<string, unknown> | undefined)?.['token'];
+      if (header === undefined && typeof query === 'string' && acceptsQueryToken(path) && tokenMatches(query, expectedQuery)) return;
+      return reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(401, 'a valid bearer token is required (Authorization: Bearer …)'));
     });
   }
 
-  const notFound = (what: string) => ({ error: { code: 'NOT_FOUND', message: `${what} not found` } });
+  if (options.corsOrigins && options.corsOrigins.length > 0) {
+    await fastify.register(cors, {
+      origin: [...options.corsOrigins],
+      methods: ['GET', 'POST', 'PATCH', 'DELETE', 'OPTIONS'],
+      allowedHeaders: ['Authorization', 'Content-Type', 'Last-Event-ID'],
+      maxAge: 600,
+    });
+  }
 
-  fastify.get('/healthz', async () => ({ status: 'ok' }));
-  fastify.get('/readyz', async (_req, reply) => ((await options.ready()) ? { status: 'ready' } : reply.code(503).send({ status: 'starting' })));
-  fastify.get('/api/endpoints', async () =>
-    runtime.endpoints().map((e) => endpointView(e, runtime.endpointState(e.endpointId)?.value)),
-  );
-  fastify.get<{ Params: { id: string } }>('/api/endpoints/:id', async (req, reply) => {
-    const s = runtime.endpointState(Number(req.params.id));
-    return s ? endpointView(s.context, s.value) : reply.code(404).send(notFound('endpoint'));
+  await fastify.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, context) => new HttpError(429, `rate limit exceeded: at most ${context.max} changes per ${context.after === '' ? 'window' : 'window; retry in ' + context.after}`),
   });
-  fastify.get<{ Params: { id: string } }>('/api/endpoints/:id/tunnels', async (req, reply) => {
-    const id = Number(req.params.id);
-    if (!runtime.endpointState(id)) return reply.code(404).send(notFound('endpoint'));
-    return runtime.tunnels(id).map(tunnelView);
+
+  await fastify.register(swagger, {
+    openapi: {
+      info: { title: 'TunnelPulse API', version: '1', description: 'Real-time state, history and statistics of NodePass tunnel fleets. See docs/http-api.md.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: options.accessToken ? [{ bearer: [] }] : [],
+    },
   });
-  fastify.get<{ Params: { id: string; instanceId: string } }>('/api/endpoints/:id/tunnels/:instanceId', async (req, reply) => {
-    const t = runtime.tunnel(Number(req.params.id), req.params.instanceId);
-    return t ? tunnelView(t) : reply.code(404).send(notFound('tunnel'));
-  });
-  fastify.get('/api/stats', async () => runtime.stats.snapshot());
-  fastify.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  // Swagger UI's assets ship inside the package and are served from here: no CDN.
+  await fastify.register(swaggerUi, { routePrefix: '/docs' });
+
+  await fastify.register(healthRoutes, { ...deps, readiness: options.readiness });
+  await fastify.register(endpointRoutes, deps);
+  await fastify.register(tunnelRoutes, deps);
+  await fastify.register(overviewRoutes, deps);
+  await fastify.register(actorRoutes, deps);
+  await fastify.register(eventRoutes, { ...deps, ...(options.events ? { events: options.events } : {}) });
+  await fastify.register(inspectPlugin, { runtime: options.runtime });
 }
+
+export const app = fp(appPlugin, { name: 'tunnelpulse-http', fastify: '5.x' });

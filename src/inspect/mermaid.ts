@@ -1,63 +1,40 @@
 /**
- * Machine diagrams generated from the machine definitions (walks `machine.root`), so a change to a machine
- * changes its picture with no hand edit. Emits Mermaid `stateDiagram-v2`.
+ * Mermaid `stateDiagram-v2` for docs/machines (`npm run diagrams`), rendered from the shared machine walk in
+ * machine-graph.ts (the /inspect page's DOT/SVG comes from the same walk).
  */
-import type { AnyStateMachine, AnyStateNode } from 'xstate';
+import type { AnyStateMachine } from 'xstate';
+import { machineGraph, type GraphState, type GraphTransition } from './machine-graph.js';
 
 const safe = (id: string): string => id.replace(/[^A-Za-z0-9_]/g, '_');
+const text = (t: GraphTransition): string => t.label.replace(/:/g, ' ');
 
-function label(t: { eventType: string; guard?: { type?: unknown } | unknown }): string {
-  const guard = t.guard && typeof t.guard === 'object' && 'type' in t.guard ? ` [${String((t.guard as { type: unknown }).type)}]` : '';
-  const e = t.eventType;
-  const event =
-    e === '' ? 'always'
-    : e.startsWith('xstate.after.') ? `after ${e.split('.')[2]}`
-    : e.startsWith('xstate.done.actor.') ? 'done'
-    : e.startsWith('xstate.error.actor.') ? 'error'
-    : e;
-  return `${event}${guard}`.replace(/:/g, ' ');
-}
-
-function walk(node: AnyStateNode, lines: string[], indent: string): void {
-  const children = Object.values(node.states) as AnyStateNode[];
-  if (children.length === 0) return;
-  const initial = node.initial?.target?.[0];
-  if (initial) lines.push(`${indent}[*] --> ${safe(initial.id)}`);
-  for (const child of children) {
-    const grand = Object.values(child.states);
-    if (grand.length > 0) {
+function walk(node: GraphState, lines: string[], indent: string, isRoot: boolean): void {
+  if (node.children.length === 0) return;
+  if (node.initialId) lines.push(`${indent}[*] --> ${safe(node.initialId)}`);
+  node.children.forEach((child, index) => {
+    // Regions of a parallel state are separated by `--` (Mermaid's concurrency separator).
+    if (node.type === 'parallel' && index > 0) lines.push(`${indent}--`);
+    if (child.children.length > 0) {
       lines.push(`${indent}state "${child.key}" as ${safe(child.id)} {`);
-      walk(child, lines, indent + '  ');
+      walk(child, lines, indent + '  ', false);
       lines.push(`${indent}}`);
     } else {
       lines.push(`${indent}state "${child.key}" as ${safe(child.id)}`);
     }
     if (child.type === 'final') lines.push(`${indent}${safe(child.id)} --> [*]`);
-  }
-  for (const child of [node, ...children]) {
-    if (child === node && node.parent) continue;
-    for (const transitions of child.transitions.values()) {
-      for (const t of transitions) {
-        for (const target of t.target ?? []) {
-          if (child === node) continue;
-          lines.push(`${indent}${safe(child.id)} --> ${safe(target.id)}: ${label(t)}`);
-        }
-      }
-    }
-    for (const t of child.always ?? []) {
-      for (const target of t.target ?? []) lines.push(`${indent}${safe(child.id)} --> ${safe(target.id)}: ${label({ ...t, eventType: '' })}`);
-    }
+  });
+  // A compound state's own transitions are drawn by its parent; the root's event transitions become notes.
+  for (const child of isRoot ? [node, ...node.children] : node.children) {
+    if (child !== node) for (const t of child.transitions) lines.push(`${indent}${safe(child.id)} --> ${safe(t.targetId)}: ${text(t)}`);
+    for (const t of child.always) lines.push(`${indent}${safe(child.id)} --> ${safe(t.targetId)}: ${text(t)}`);
   }
 }
 
 export function toMermaid(machine: AnyStateMachine): string {
+  const graph = machineGraph(machine);
   const lines = ['stateDiagram-v2'];
-  walk(machine.root, lines, '  ');
+  walk(graph.root, lines, '  ', true);
   // Transitions declared on the root (events handled in every state).
-  for (const transitions of machine.root.transitions.values()) {
-    for (const t of transitions) {
-      for (const target of t.target ?? []) lines.push(`  note right of ${safe(target.id)}: any state —${label(t)}→`);
-    }
-  }
+  for (const t of graph.root.transitions) lines.push(`  note right of ${safe(t.targetId)}: any state —${text(t)}→`);
   return lines.join('\n') + '\n';
 }

@@ -67,6 +67,11 @@ interface PendingState {
   hours: Record<string, Counters>;
 }
 
+const isEmpty = (record: Record<string, unknown>): boolean => {
+  for (const _ in record) return false;
+  return true;
+};
+
 export type SupervisorName = 'configWriter' | 'stateFlusher' | 'logBatcher';
 
 export function toConfigRecord(c: TunnelContext, at: number): TunnelConfigRecord {
@@ -99,7 +104,7 @@ export function toStateRecord(c: TunnelContext): TunnelStateRecord {
     udps: c.udps,
     counters: c.counters,
     traffic: c.traffic,
-    resume: { track: c.track, logLines: c.logLines, anomalies: c.anomalies, statusChanges: c.statusChanges.slice(-20) },
+    resume: { track: c.track, logLines: c.logLines, anomalies: c.anomalies, statusChanges: c.statusChanges.length > 20 ? c.statusChanges.slice(-20) : c.statusChanges },
   };
 }
 
@@ -107,10 +112,16 @@ export class Persister {
   readonly configQueue: SpillingQueue<ConfigOp>;
   readonly stateQueue = new CoalescingQueue<PendingState>((older, newer) => ({
     state: newer.state.at >= older.state.at ? newer.state : older.state,
-    hours: { ...older.hours, ...newer.hours },
+    // Most merges touch no bucket or the same one: copy only when both sides have some (never mutated in place).
+    hours: isEmpty(newer.hours) ? older.hours : isEmpty(older.hours) ? newer.hours : { ...older.hours, ...newer.hours },
   }));
   readonly logQueue: SpillingQueue<LogRecord>;
   private readonly supervisors = new Map<SupervisorName, ActorRef<any, AnyEventObject>>();
+  /** Supervisor writes under way (a batch taken from its queue, not yet written or put back). */
+  private readonly inflight = new Set<Promise<number>>();
+  private closing = false;
+  /** Set when `close()` gave up and spilled: nothing may be taken from or put back into the queues any more. */
+  private abandoned = false;
 
   constructor(
     private readonly store: PersistenceStore,
@@ -121,6 +132,8 @@ export class Persister {
     const dir = settings.spillDir;
     this.configQueue = new SpillingQueue({ memoryCap: settings.memoryCapRows, spillPath: dir ? `${dir}/config.spill.jsonl` : undefined });
     this.logQueue = new SpillingQueue({ memoryCap: settings.memoryCapRows, spillPath: dir ? `${dir}/logs.spill.jsonl` : undefined });
+    // Queue depths and ages are read live whenever statistics are read, not only after a write.
+    stats.onSnapshot(() => this.publishQueueStats());
   }
 
   attachSupervisor(name: SupervisorName, ref: ActorRef<any, AnyEventObject>): void {
@@ -193,8 +206,16 @@ export class Persister {
 
   /** Writes one batch for a supervisor; on failure the batch goes back to the front of its queue. */
   async writeBatch(name: SupervisorName): Promise<{ rows: number; remaining: number; at: number }> {
-    const rows =
-      name === 'configWriter' ? await this.writeConfigBatch() : name === 'stateFlusher' ? await this.writeStateBatch() : await this.writeLogBatch();
+    // Once closing, `close()` owns the queues: the supervisors go idle instead of racing it.
+    if (this.closing) return { rows: 0, remaining: 0, at: this.now() };
+    const write = name === 'configWriter' ? this.writeConfigBatch() : name === 'stateFlusher' ? this.writeStateBatch() : this.writeLogBatch();
+    this.inflight.add(write);
+    let rows: number;
+    try {
+      rows = await write;
+    } finally {
+      this.inflight.delete(write);
+    }
     const remaining = name === 'configWriter' ? this.configQueue.size : name === 'stateFlusher' ? this.stateQueue.size : this.logQueue.size;
     this.publishQueueStats();
     return { rows, remaining, at: this.now() };
@@ -224,9 +245,11 @@ export class Persister {
       if (configs.length) rows += (await this.counted(() => this.store.writeTunnelConfigs(configs))).rows;
       if (statuses.length) rows += (await this.counted(() => this.store.writeStatusChanges(statuses))).rows;
       if (offline.length) rows += (await this.counted(() => this.store.writeOfflineIntervals(offline))).rows;
+      this.configQueue.done(batch);
+      this.stats.committed('config', batch, this.now());
       return rows;
     } catch (error) {
-      this.configQueue.putBack(batch);
+      if (!this.abandoned) this.configQueue.putBack(batch);
       throw error;
     }
   }
@@ -242,7 +265,9 @@ export class Persister {
       }
     }
     try {
-      return (await this.counted(() => this.store.flushTunnelStates(states, buckets))).rows;
+      const rows = (await this.counted(() => this.store.flushTunnelStates(states, buckets))).rows;
+      this.stats.committed('state', batch, this.now());
+      return rows;
     } catch (error) {
       this.stateQueue.putBack(batch);
       throw error;
@@ -255,23 +280,47 @@ export class Persister {
     try {
       const result = await this.counted(() => this.store.insertLogs(batch.map((b) => b.item)));
       if (result.cut > 0) this.stats.add('logRowsCut', result.cut);
+      this.logQueue.done(batch);
+      this.stats.committed('log', batch, this.now());
       return result.rows;
     } catch (error) {
-      this.logQueue.putBack(batch);
+      if (!this.abandoned) this.logQueue.putBack(batch);
       throw error;
     }
   }
 
   async rollup(): Promise<{ rows: number; at: number }> {
-    const result = await this.counted(() => this.store.rollupHours('all-closed', this.now()));
+    const result = await this.tracked(this.counted(() => this.store.rollupHours('all-closed', this.now())));
     return { rows: result.rows, at: this.now() };
   }
 
   async retention(): Promise<{ rows: number; at: number }> {
-    const result = await this.counted(() =>
-      this.store.applyRetention(this.now(), { logsDays: this.settings.logsRetentionDays, trafficDays: this.settings.trafficRetentionDays }),
+    const result = await this.tracked(
+      this.counted(() =>
+        this.store.applyRetention(this.now(), { logsDays: this.settings.logsRetentionDays, trafficDays: this.settings.trafficRetentionDays }),
+      ),
     );
     return { rows: result.rows, at: this.now() };
+  }
+
+  private async tracked<R>(work: Promise<R>): Promise<R> {
+    const settled = work.then(() => 0, () => 0);
+    this.inflight.add(settled);
+    try {
+      return await work;
+    } finally {
+      this.inflight.delete(settled);
+    }
+  }
+
+  /** True while a supervisor's write or job is under way. */
+  get busy(): boolean {
+    return this.inflight.size > 0;
+  }
+
+  /** Resolves once no supervisor write or job is under way (a replay on a stepped clock waits for its writes). */
+  async settle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
   }
 
   get pendingRows(): number {
@@ -286,12 +335,57 @@ export class Persister {
     this.stats.setQueue('logs', { depth: this.logQueue.size, oldestAgeMs: age(this.logQueue.oldestSince()), spilledRows: this.logQueue.spilledNow, spillBytes: this.logQueue.spillBytes() });
   }
 
-  /** Writes everything queued, in order (shutdown, end of a replay). Throws if the database refuses. */
+  /**
+   * Writes everything queued, in order (end of a replay, tests). Waits for supervisor writes under way first,
+   * so a batch they hold is written (or put back and written here). Throws if the database refuses.
+   */
   async drain(): Promise<void> {
-    while (this.configQueue.size > 0) await this.writeConfigBatch();
-    while (this.stateQueue.size > 0) await this.writeStateBatch();
-    while (this.logQueue.size > 0) await this.writeLogBatch();
+    await Promise.allSettled([...this.inflight]);
+    while (!this.abandoned && this.configQueue.size > 0) await this.writeConfigBatch();
+    while (!this.abandoned && this.stateQueue.size > 0) await this.writeStateBatch();
+    while (!this.abandoned && this.logQueue.size > 0) await this.writeLogBatch();
     this.publishQueueStats();
+  }
+
+  /**
+   * Shutdown: the supervisors stop writing, everything queued is written, retrying with backoff until
+   * `deadline` (epoch ms, real time). If the database is still refusing then, the log and configuration
+   * queues go to their spill files (read back first on the next start) and this throws; the coalesced
+   * states are not spilled: the next start deltas against the last stored counters, so traffic totals stay
+   * exact (only the hour a late delta is attributed to can shift).
+   */
+  async close(deadline = Date.now() + 30_000): Promise<void> {
+    this.closing = true;
+    let timer: NodeJS.Timeout | undefined;
+    // A database that stopped answering (a black-holed connection) would hang a write forever: the deadline
+    // bounds the whole flush, and whatever is still unwritten then (queued or out with a hung write) is spilled.
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), Math.max(0, deadline - Date.now()));
+    });
+    let lastError: unknown = null;
+    const flush = async (): Promise<'flushed'> => {
+      for (let attempt = 0; !this.abandoned; attempt++) {
+        try {
+          await this.drain();
+          if (this.abandoned) break;
+          return 'flushed';
+        } catch (error) {
+          lastError = error;
+          await new Promise((r) => setTimeout(r, Math.min(5_000, 250 * 2 ** attempt)).unref());
+        }
+      }
+      return 'flushed';
+    };
+    try {
+      if ((await Promise.race([flush(), expired])) === 'flushed') return;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.abandoned = true;
+    this.configQueue.spillAll(this.now());
+    this.logQueue.spillAll(this.now());
+    this.publishQueueStats();
+    throw new Error(`could not write everything before the shutdown deadline: ${lastError instanceof Error ? lastError.message : 'the database did not answer'}`);
   }
 }
 

@@ -6,7 +6,7 @@
  * - `SpillingQueue`: a FIFO (log lines, configuration changes) with a memory cap; past the cap, new items
  *   go to an append-only file and come back, in order, as the queue drains. Nothing is dropped.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export class CoalescingQueue<V> {
@@ -69,6 +69,9 @@ export class SpillingQueue<T> {
   /** Items in the spill file not yet read back. */
   private spilled = 0;
   private spillReadOffset = 0;
+  /** Batches handed out by `take` and not yet written (`done`) or returned (`putBack`): they count against the cap. */
+  private readonly outstanding = new Set<ReadonlyArray<{ item: T; since: number }>>();
+  private outstandingItems = 0;
   spilledTotal = 0;
 
   constructor(private readonly options: SpillingQueueOptions) {
@@ -80,8 +83,7 @@ export class SpillingQueue<T> {
   }
 
   push(item: T, now: number): void {
-    const inMemory = this.memory.length - this.head;
-    if (this.options.spillPath && (this.spilled > 0 || inMemory >= this.options.memoryCap)) {
+    if (this.options.spillPath && (this.spilled > 0 || this.memoryHeld >= this.options.memoryCap)) {
       mkdirSync(dirname(this.options.spillPath), { recursive: true });
       appendFileSync(this.options.spillPath, JSON.stringify({ since: now, item }) + '\n');
       this.spilled++;
@@ -96,6 +98,10 @@ export class SpillingQueue<T> {
     const end = Math.min(this.memory.length, this.head + max);
     const out = this.memory.slice(this.head, end);
     this.head = end;
+    if (out.length > 0) {
+      this.outstanding.add(out);
+      this.outstandingItems += out.length;
+    }
     if (this.head > 4096 && this.head * 2 > this.memory.length) {
       this.memory = this.memory.slice(this.head);
       this.head = 0;
@@ -107,6 +113,21 @@ export class SpillingQueue<T> {
   putBack(batch: Array<{ item: T; since: number }>): void {
     this.memory = [...batch, ...this.memory.slice(this.head)];
     this.head = 0;
+    this.release(batch);
+  }
+
+  /** A batch from `take` was written: it no longer counts against the memory cap. */
+  done(batch: ReadonlyArray<{ item: T; since: number }>): void {
+    this.release(batch);
+  }
+
+  private release(batch: ReadonlyArray<{ item: T; since: number }>): void {
+    if (this.outstanding.delete(batch)) this.outstandingItems -= batch.length;
+  }
+
+  /** Items held in memory: queued plus taken by a writer and not yet written. Stays ≤ the cap when spilling. */
+  get memoryHeld(): number {
+    return this.memory.length - this.head + this.outstandingItems;
   }
 
   get size(): number {
@@ -127,6 +148,33 @@ export class SpillingQueue<T> {
     return first ? first.since : null;
   }
 
+  /**
+   * Moves everything held in memory to the front of the spill file (shutdown with the database down), so
+   * the next process reads it back first, in order: batches still out with a writer that never answered
+   * (their write may yet commit; writing them again is harmless), then the queue. Without a spill path
+   * nothing can be kept: returns false.
+   */
+  spillAll(now: number): boolean {
+    const path = this.options.spillPath;
+    if (!path) return false;
+    const inMemory = [...[...this.outstanding].flat(), ...this.memory.slice(this.head)];
+    this.outstanding.clear();
+    this.outstandingItems = 0;
+    if (inMemory.length === 0) return true;
+    const unread = this.spilled > 0 && existsSync(path) ? readFileSync(path, 'utf8').slice(this.spillReadOffset) : '';
+    const head = inMemory.map((e) => JSON.stringify({ since: e.since ?? now, item: e.item })).join('\n') + '\n';
+    mkdirSync(dirname(path), { recursive: true });
+    // Written beside and renamed over, so a crash now leaves either the old file or the whole new one.
+    writeFileSync(`${path}.tmp`, head + unread);
+    renameSync(`${path}.tmp`, path);
+    this.spilled += inMemory.length;
+    this.spilledTotal += inMemory.length;
+    this.spillReadOffset = 0;
+    this.memory = [];
+    this.head = 0;
+    return true;
+  }
+
   /** Moves up to one memory-cap's worth of spilled items back into memory, in order. */
   private readBackSpill(): void {
     const path = this.options.spillPath!;
@@ -136,8 +184,10 @@ export class SpillingQueue<T> {
     let bytes = 0;
     this.memory = [];
     this.head = 0;
+    // Room left under the cap (a batch out with a writer still counts); at least one item, so draining progresses.
+    const room = Math.max(1, this.options.memoryCap - this.outstandingItems);
     for (const line of lines) {
-      if (consumed >= this.options.memoryCap) break;
+      if (consumed >= room) break;
       bytes += Buffer.byteLength(line) + 1;
       if (line.length === 0) continue;
       try {

@@ -39,7 +39,8 @@ export function tunnelContextFromStore(stored: StoredTunnel): TunnelContext {
     // Without a stored state there is no trusted last sample: the next one is a baseline.
     track: s ? { ...newCounterTrack(), ...(resume.track ?? {}), last: { ...s.counters } } : newCounterTrack(),
     stateAt: Math.max(s?.at ?? 0, c?.at ?? 0),
-    logLines: resume.logLines ?? 0,
+    // Log lines do not trigger a state flush, so the state's count can lag the lines stored after it.
+    logLines: Math.max(resume.logLines ?? 0, stored.storedLogLines ?? 0),
     anomalies: resume.anomalies ?? base.anomalies,
     statusChanges: resume.statusChanges ?? [],
     deleted: c?.deleted ?? false,

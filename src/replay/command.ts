@@ -1,7 +1,23 @@
-/** `tunnelpulse replay <file>... [--endpoint NAME] [--json]` */
+/** `tunnelpulse replay <file>... [--endpoint NAME] [--json] [--db <url|embedded[:dir]> [--db-schema NAME]]` */
 import type { Command } from 'commander';
+import { loadConfig, secretKeyFile, embeddedDataDir } from '../config.js';
+import { openDatabase, type DatabaseOptions } from '../db/connection.js';
+import { SecretBox } from '../db/secret-box.js';
 import { replayFiles } from './replay.js';
+import { replayFilesIntoDatabase } from './replay-db.js';
 import type { ReplayReport } from './report.js';
+
+/**
+ * Where `--db` points: a PostgreSQL URL, or `embedded` (the service's embedded database, `<data dir>/pglite`),
+ * or `embedded:<folder>` (a PGlite data folder of its own).
+ */
+export function databaseTarget(target: string, schema: string | undefined, embeddedDefault: string): DatabaseOptions {
+  if (/^postgres(ql)?:\/\//.test(target)) return { url: target, ...(schema ? { schema } : {}) };
+  if (schema) throw new Error('--db-schema applies to a PostgreSQL server URL only');
+  if (target === 'embedded') return { dataDir: embeddedDefault };
+  if (target.startsWith('embedded:') && target.length > 'embedded:'.length) return { dataDir: target.slice('embedded:'.length) };
+  throw new Error(`--db expects postgres://…, embedded or embedded:<folder>, got "${target}"`);
+}
 
 export function registerReplayCommand(program: Command): void {
   program
@@ -10,8 +26,34 @@ export function registerReplayCommand(program: Command): void {
     .argument('<file...>', 'input files (*.sse, *.timestamped.txt, journal *.jsonl)')
     .option('--endpoint <name>', 'treat all files as consecutive connections of one endpoint')
     .option('--json', 'print the report as one JSON object')
-    .action((files: string[], opts: { endpoint?: string; json?: boolean }) => {
-      const report = replayFiles(files, { endpoint: opts.endpoint });
+    .option('--db <target>', 'also write into a database: postgres://…, embedded (the service\'s), or embedded:<folder>')
+    .option('--db-schema <name>', 'with a server URL: the schema to write into (created if missing)')
+    .action(async (files: string[], opts: { endpoint?: string; json?: boolean; db?: string; dbSchema?: string }) => {
+      let report: ReplayReport;
+      if (opts.db) {
+        // The same configuration as the service (secret key, daily log cap, batch settings).
+        const config = loadConfig();
+        const db = await openDatabase(databaseTarget(opts.db, opts.dbSchema, embeddedDataDir(config)));
+        try {
+          const result = await replayFilesIntoDatabase(files, {
+            endpoint: opts.endpoint,
+            db,
+            secrets: SecretBox.fromConfig({ key: config.secretKey ?? undefined, keyFile: secretKeyFile(config) }),
+            logDailyCap: config.logDailyCap,
+            settings: { logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs },
+          });
+          report = result.report;
+          const s = result.stats;
+          process.stderr.write(
+            `written to ${db.location}: endpoints ${result.endpointIds.join(', ')}; ${s.databaseWrites.statements} statements, ` +
+              `${s.databaseWrites.rows} rows changed, ${s.logRowsCut} log lines cut by the daily cap, ${s.databaseErrors} errors\n`,
+          );
+        } finally {
+          await db.close();
+        }
+      } else {
+        report = replayFiles(files, { endpoint: opts.endpoint });
+      }
       process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : formatReport(report));
     });
 }

@@ -11,7 +11,7 @@
  */
 import { createActor, fromCallback } from 'xstate';
 import { endpointMachine, type EndpointEvent, type EndpointInput, type StreamCloseKind } from '../../actors/endpoint.machine.js';
-import { fleetMachine } from '../../actors/fleet.machine.js';
+import { fleetMachine, type FleetContext, type FleetInput } from '../../actors/fleet.machine.js';
 import { parseNodePassPayload } from '../protocol/events.js';
 import { SteppedClock } from '../runtime/stepped-clock.js';
 import { buildReport, type ReplayReport } from './report.js';
@@ -22,7 +22,7 @@ export interface ReplayOptions {
   endpoint?: string;
 }
 
-interface Stream {
+export interface Stream {
   name: string;
   items: ReplayItem[];
 }
@@ -103,7 +103,28 @@ export function loadStreams(files: string[], endpoint?: string): Stream[] {
   return [...byKey.values()];
 }
 
-export function replayStreams(streams: Stream[]): ReplayReport {
+/** What a replay can be wired to: the persistence supervisors (`replay --db`) and the endpoints' ids. */
+export interface ReplayWiring {
+  /** Endpoint id per stream (default 1, 2, …). With a database: the `endpoints` rows, created by name. */
+  endpointIds?: number[];
+  /** Builds the fleet machine (the runtime's effects `.provide()`d); default: no persistence. */
+  fleet?: (endpoint: typeof endpointMachine) => typeof fleetMachine;
+  /** The fleet's supervisors (with `fleet`). */
+  supervisors?: FleetInput['supervisors'];
+}
+
+/** A replay in progress: `step()` processes one input item; `report()` reads the actors; `stop()` ends them. */
+export interface ReplayRun {
+  readonly clock: SteppedClock;
+  /** Processes the next item; false when the input is exhausted. */
+  step(): boolean;
+  report(): ReplayReport;
+  /** The fleet's persistence supervisors (empty without `wiring.supervisors`). */
+  supervisorRefs(): FleetContext['supervisors'];
+  stop(): void;
+}
+
+export function startReplay(streams: Stream[], wiring: ReplayWiring = {}): ReplayRun {
   const clock = new SteppedClock(0);
   // Liveness probes are off (infinite interval); reconnects are immediate: the recording says when they happened.
   const endpointSettings: EndpointInput['settings'] = {
@@ -114,14 +135,15 @@ export function replayStreams(streams: Stream[]): ReplayReport {
     offlineHistoryLimit: Number.MAX_SAFE_INTEGER,
   };
   const endpoint = endpointMachine.provide({ actors: { eventStream: fromCallback(() => () => {}) } });
-  const fleet = fleetMachine.provide({ actors: { endpoint } });
-  const inputs: EndpointInput[] = streams.map((s, i) => ({ endpointId: i + 1, name: s.name, settings: endpointSettings }));
-  const root = createActor(fleet, { input: { endpoints: inputs }, clock });
+  const fleet = wiring.fleet ? wiring.fleet(endpoint) : fleetMachine.provide({ actors: { endpoint } });
+  const ids = streams.map((_, i) => wiring.endpointIds?.[i] ?? i + 1);
+  const inputs: EndpointInput[] = streams.map((s, i) => ({ endpointId: ids[i]!, name: s.name, settings: endpointSettings }));
+  const root = createActor(fleet, { input: { endpoints: inputs, supervisors: wiring.supervisors }, clock });
   let failure: unknown = null;
   root.subscribe({ error: (err) => (failure = err) });
   root.start();
 
-  const endpointRef = (i: number) => root.getSnapshot().context.endpoints[String(i + 1)]!;
+  const endpointRef = (i: number) => root.getSnapshot().context.endpoints[String(ids[i])]!;
   const send = (i: number, event: EndpointEvent) => endpointRef(i).send(event);
 
   const cursors: Cursor[] = streams.map((stream) => ({ stream, index: 0, times: timeline(stream.items) }));
@@ -129,7 +151,7 @@ export function replayStreams(streams: Stream[]): ReplayReport {
   const start = Math.min(...cursors.map((c) => c.times[0] ?? Infinity));
   if (Number.isFinite(start)) clock.advanceTo(start);
 
-  for (;;) {
+  const step = (): boolean => {
     // The next item overall: the stream whose next item is earliest (ties: stream order).
     let pick = -1;
     let pickTime = Infinity;
@@ -142,7 +164,7 @@ export function replayStreams(streams: Stream[]): ReplayReport {
         pickTime = t;
       }
     }
-    if (pick === -1) break;
+    if (pick === -1) return false;
     const cursor = cursors[pick]!;
     const item = cursor.stream.items[cursor.index++]!;
     clock.advanceTo(Math.max(clock.now(), pickTime));
@@ -166,15 +188,29 @@ export function replayStreams(streams: Stream[]): ReplayReport {
         break;
     }
     if (failure) throw failure;
-  }
+    return true;
+  };
 
-  const report = buildReport(
-    streams.map((_, i) => {
-      const ep = endpointRef(i).getSnapshot().context;
-      return { endpoint: ep, tunnels: Object.values(ep.tunnels).map((t) => t.getSnapshot().context) };
-    }),
-  );
-  root.stop();
+  return {
+    clock,
+    step,
+    report: () =>
+      buildReport(
+        streams.map((_, i) => {
+          const ep = endpointRef(i).getSnapshot().context;
+          return { endpoint: ep, tunnels: Object.values(ep.tunnels).map((t) => t.getSnapshot().context) };
+        }),
+      ),
+    supervisorRefs: () => root.getSnapshot().context.supervisors,
+    stop: () => root.stop(),
+  };
+}
+
+export function replayStreams(streams: Stream[]): ReplayReport {
+  const run = startReplay(streams);
+  while (run.step());
+  const report = run.report();
+  run.stop();
   return report;
 }
 

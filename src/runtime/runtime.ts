@@ -4,18 +4,36 @@
  * writers — with `.provide()`. It is the one place where machines meet I/O; the HTTP API reads from it.
  */
 import { createActor, fromCallback, fromPromise, type Actor } from 'xstate';
-import { endpointMachine, type EndpointContext, type EndpointEvent, type EndpointInput, type StreamCloseKind } from '../../actors/endpoint.machine.js';
+import {
+  endpointMachine,
+  type EndpointContext,
+  type EndpointEvent,
+  type EndpointInput,
+  type ProbeInput,
+  type ProbeResult,
+  type StreamCloseKind,
+} from '../../actors/endpoint.machine.js';
 import { fleetMachine, type SupervisorInputs } from '../../actors/fleet.machine.js';
 import { batcherMachine } from '../../actors/supervisors/batcher.machine.js';
 import { scheduledJobMachine } from '../../actors/supervisors/scheduled-job.machine.js';
-import { tunnelMachine, type TunnelContext } from '../../actors/tunnel.machine.js';
-import type { ParsedEvent } from '../../actors/model.js';
+import {
+  tunnelMachine,
+  type ConfigChangeParams,
+  type LogLineParams,
+  type MemoryFailureParams,
+  type StateChangeParams,
+  type StatusChangeParams,
+  type TunnelContext,
+} from '../../actors/tunnel.machine.js';
+import type { MasterInfo, ParsedEvent } from '../../actors/model.js';
 import { HOUR_MS } from '../../actors/traffic.js';
 import { openEventStream, type StreamCloseResult } from '../ingest/event-stream.js';
 import type { JournalWriter } from '../ingest/journal.js';
-import { getInfo, listInstances } from '../ingest/master-api.js';
+import { MasterAgentPool, getInfo, listInstances } from '../ingest/master-api.js';
 import type { Persister, SupervisorName } from '../persistence/persister.js';
 import { Stats } from './stats.js';
+import { ChangeFeed, stateName } from './change-feed.js';
+import { actorId } from '../../actors/model.js';
 
 /** An endpoint as the registry knows it, with its key in clear (held in memory only, never logged). */
 export interface EndpointDefinition {
@@ -35,9 +53,20 @@ export interface RuntimeOptions {
   journal?: JournalWriter;
   endpointSettings?: EndpointInput['settings'];
   supervisors?: SupervisorInputs;
-  /** Called whenever an actor's snapshot changes (the live feed, inspection). */
+  /**
+   * Called when an endpoint's state or a tunnel's status, configuration or state changes (with the actor id).
+   * Setting it costs a call per change on the hot path; the live feed uses `runtime.changes` instead, which costs
+   * nothing while nobody listens.
+   */
   onChange?: (kind: 'endpoint' | 'tunnel', id: string) => void;
+  /** The live change feed (default: a new one). */
+  changes?: ChangeFeed;
+  /** What `/info` said about a master (on connect and every `infoRefreshMs`); the service stores it on the endpoint row. */
+  onMasterInfo?: (endpointId: number, info: MasterInfo) => void;
 }
+
+/** Bound on each `/info` and `/instances` call (a real `/info` takes ~100 ms; a big listing a few MB). */
+const MASTER_REQUEST_TIMEOUT_MS = 10_000;
 
 const CLOSE_KIND: Record<string, StreamCloseKind> = {
   auth: 'auth',
@@ -63,23 +92,36 @@ export class Runtime {
   readonly stats: Stats;
   readonly now: () => number;
   readonly fleet: Actor<typeof fleetMachine>;
+  /** Endpoint and tunnel changes for the live feed (`GET /api/events`). */
+  readonly changes: ChangeFeed;
   private readonly definitions = new Map<number, EndpointDefinition>();
+  /** Keep-alive connections for `/info` and `/instances`, one small pool per master origin. */
+  private readonly agents = new MasterAgentPool();
+  /** Endpoint actors whose state the feed follows: the unsubscribe, and the last state name published. */
+  private readonly endpointWatches = new Map<number, { unsubscribe: () => void; last: string }>();
   private stopped = false;
 
   constructor(private readonly options: RuntimeOptions = {}) {
     this.now = options.now ?? Date.now;
     this.stats = options.stats ?? new Stats();
     const persister = options.persister;
-    const tunnel = persister ? tunnelMachine.provide({ actions: persister.tunnelEffects }) : tunnelMachine;
+    this.changes = options.changes ?? new ChangeFeed({ now: this.now });
+    const tunnel = tunnelMachine.provide({ actions: this.tunnelEffects(persister) });
     const endpoint = endpointMachine.provide({
       actors: {
         tunnel,
         eventStream: fromCallback<EndpointEvent, { endpointId: number; connection: number }>(({ input, sendBack }) =>
           this.connect(input.endpointId, sendBack),
         ),
-        probeMaster: fromPromise(async ({ input }) => this.probe(input.endpointId)),
+        probeMaster: fromPromise(async ({ input, signal }) => this.queryMaster(input, signal)),
       },
-      actions: persister ? { persistOffline: persister.endpointEffects.persistOffline } : {},
+      actions: {
+        ...(persister ? { persistOffline: persister.endpointEffects.persistOffline } : {}),
+        // Master facts from `/info` (on arrival, refreshed periodically) go to the registry row, if anyone keeps it.
+        persistMaster: (_, params) => {
+          if (params.info) options.onMasterInfo?.(params.endpointId, { ...params.info, masterId: params.masterId, alias: params.alias });
+        },
+      },
     });
     const batcher = batcherMachine.provide({
       actors: {
@@ -102,7 +144,15 @@ export class Runtime {
         }),
       },
     });
-    const fleet = fleetMachine.provide({ actors: { endpoint, batcher, scheduledJob } });
+    const fleet = fleetMachine.provide({
+      actors: { endpoint, batcher, scheduledJob },
+      actions: {
+        // A restarted endpoint actor is a new actor: follow it once the fleet has spawned it.
+        endpointFailed: (_, params) => {
+          if (params.restarted) queueMicrotask(() => this.watchEndpoint(params.endpointId));
+        },
+      },
+    });
     this.fleet = createActor(fleet, { input: { supervisors: options.supervisors } });
     // The root's owner of last resort: an error that escaped every supervisor is counted, never thrown.
     this.fleet.subscribe({ error: () => this.stats.add('memoryErrors') });
@@ -127,6 +177,11 @@ export class Runtime {
       type: 'fleet.add_endpoint',
       input: { endpointId: def.id, name: def.name, enabled: def.enabled, settings: this.options.endpointSettings, restoreTunnels: restore?.tunnels },
     });
+    this.watchEndpoint(def.id);
+    if (this.changes.active) {
+      const stateName = this.endpointWatches.get(def.id)?.last ?? '';
+      this.changes.publish('endpoint.added', def.id, null, { name: def.name, enabled: def.enabled, stateName });
+    }
   }
 
   /** A changed URL, key or TLS choice reconnects (and leaves `authFailed`); a rename does not. */
@@ -137,12 +192,25 @@ export class Runtime {
     if (!ref || !before) return;
     if (before.enabled !== def.enabled) ref.send({ type: def.enabled ? 'endpoint.enable' : 'endpoint.disable', at: this.now() });
     const reconnect = before.baseUrl !== def.baseUrl || before.apiKey !== def.apiKey || before.insecureTls !== def.insecureTls;
+    if (reconnect) this.releaseAgents(before.baseUrl);
     if (reconnect || before.name !== def.name) ref.send({ type: 'endpoint.reconfigure', at: this.now(), name: def.name });
   }
 
+  /** Closes pooled REST connections to an origin no registered endpoint uses any more (or whose TLS choice changed). */
+  private releaseAgents(baseUrl: string): void {
+    const origin = new URL(baseUrl).origin;
+    for (const d of this.definitions.values()) if (new URL(d.baseUrl).origin === origin && d.baseUrl !== baseUrl) return;
+    this.agents.release(baseUrl);
+  }
+
   removeEndpoint(id: number): void {
+    this.endpointWatches.get(id)?.unsubscribe();
+    this.endpointWatches.delete(id);
     this.fleet.send({ type: 'fleet.remove_endpoint', endpointId: id });
+    const removed = this.definitions.get(id);
     this.definitions.delete(id);
+    if (removed) this.releaseAgents(removed.baseUrl);
+    this.changes.publish('endpoint.removed', id, null, {});
   }
 
   reconnect(id: number): void {
@@ -177,6 +245,58 @@ export class Runtime {
     return ref ? ref.getSnapshot().context : null;
   }
 
+  // ---- change feed ------------------------------------------------------------------------------------
+
+  /**
+   * The tunnel effects: the persister's, plus the change feed. With nobody listening (and no `onChange`) the
+   * added cost per effect is one boolean check.
+   */
+  private tunnelEffects(persister: Persister | undefined) {
+    const feed = this.changes;
+    const onChange = this.options.onChange;
+    const p = persister?.tunnelEffects;
+    return {
+      persistConfig: (args: unknown, params: ConfigChangeParams) => {
+        p?.persistConfig(args, params);
+        if (feed.active) feed.tunnelConfig(params.context);
+        onChange?.('tunnel', actorId.tunnel(params.context.endpointId, params.context.instanceId));
+      },
+      persistStatusChange: (args: unknown, params: StatusChangeParams) => {
+        p?.persistStatusChange(args, params);
+        if (feed.active) feed.tunnelStatus(params.endpointId, params.instanceId, params.status, params.at);
+      },
+      queueState: (args: unknown, params: StateChangeParams) => {
+        p?.queueState(args, params);
+        if (feed.active) feed.tunnelState(params.context);
+        onChange?.('tunnel', actorId.tunnel(params.context.endpointId, params.context.instanceId));
+      },
+      queueLog: (args: unknown, params: LogLineParams) => p?.queueLog(args, params),
+      memoryFailed: (args: unknown, params: MemoryFailureParams) => p?.memoryFailed(args, params),
+    };
+  }
+
+  /** Follows an endpoint actor's state for the feed; its snapshot changes on every event, so bail out early. */
+  private watchEndpoint(id: number): void {
+    this.endpointWatches.get(id)?.unsubscribe();
+    const ref = this.endpointRef(id);
+    if (!ref) return;
+    const watch = { unsubscribe: () => {}, last: '' };
+    const subscription = ref.subscribe({
+      next: (snapshot) => {
+        if (!this.changes.active && !this.options.onChange) return;
+        const name = stateName(snapshot.value);
+        if (name === watch.last) return;
+        watch.last = name;
+        this.changes.endpointState(snapshot.context, snapshot.value);
+        this.options.onChange?.('endpoint', actorId.endpoint(id));
+      },
+      error: () => {},
+    });
+    watch.unsubscribe = () => subscription.unsubscribe();
+    watch.last = stateName(ref.getSnapshot().value);
+    this.endpointWatches.set(id, watch);
+  }
+
   // ---- effects ----------------------------------------------------------------------------------------
 
   private connect(endpointId: number, sendBack: (event: EndpointEvent) => void): () => void {
@@ -200,7 +320,6 @@ export class Runtime {
       onOpen: () => {
         journal?.open(def.baseUrl);
         sendBack({ type: 'stream.opened', at: this.now() });
-        void this.refreshInfo(endpointId);
       },
       onRetry: (ms) => journal?.retry(ms),
       onEvent: (parsed, raw) => {
@@ -220,35 +339,37 @@ export class Runtime {
     return () => handle.close();
   }
 
-  private async refreshInfo(endpointId: number): Promise<void> {
-    const def = this.definitions.get(endpointId);
-    if (!def) return;
-    try {
-      const { info } = await getInfo(def.baseUrl, def.apiKey, { insecureTls: def.insecureTls });
-      this.endpointRef(endpointId)?.send({ type: 'master.info', info, at: this.now() });
-    } catch {
-      // /info is informative; the stream carries on without it and the next probe retries.
-    }
-  }
-
-  /** Liveness probe for a quiet stream, and reconciliation with `GET /instances` (events can be lost upstream). */
-  private async probe(endpointId: number): Promise<{ instances: null; at: number }> {
-    const def = this.definitions.get(endpointId);
+  /**
+   * `GET /info` and/or `GET /instances` for the endpoint machine: its liveness probe (both, /info first), the
+   * info refresh, and the periodic reconciliation. Failures throw (the machine counts them); the machine
+   * compares the listing with its tunnels and decides (docs/actors.md, "Liveness").
+   */
+  private async queryMaster(input: ProbeInput, signal: AbortSignal): Promise<ProbeResult> {
+    const def = this.definitions.get(input.endpointId);
     if (!def) throw new Error('endpoint not registered');
-    const { info } = await getInfo(def.baseUrl, def.apiKey, { insecureTls: def.insecureTls, timeoutMs: 10_000 });
-    const listed = await listInstances(def.baseUrl, def.apiKey, { insecureTls: def.insecureTls, timeoutMs: 10_000 });
-    const ref = this.endpointRef(endpointId);
-    ref?.send({ type: 'master.info', info, at: this.now() });
-    ref?.send({ type: 'master.instances', instances: listed.instances, at: this.now() });
-    return { instances: null, at: this.now() };
+    const options = { insecureTls: def.insecureTls, timeoutMs: MASTER_REQUEST_TIMEOUT_MS, signal, agents: this.agents };
+    const info = input.info ? (await getInfo(def.baseUrl, def.apiKey, options)).info : null;
+    if (!input.instances) return { info, instances: null, unreadableIds: [], sentAt: this.now(), receivedAt: this.now() };
+    const sentAt = this.now();
+    const listed = await listInstances(def.baseUrl, def.apiKey, options);
+    if (info && !info.masterId && listed.masterId) info.masterId = listed.masterId; // `mid` is "" on a first run (§3.6)
+    const unreadableIds = listed.rejected.flatMap((r) => (r.id === null ? [] : [r.id]));
+    return { info, instances: listed.instances, unreadableIds, sentAt, receivedAt: this.now() };
   }
 
   /** Stops reading, then writes everything queued. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const ref of Object.values(this.fleet.getSnapshot().context.endpoints)) ref.send({ type: 'endpoint.disable', at: this.now() });
-    await this.options.persister?.drain();
-    this.fleet.stop();
+    try {
+      await this.options.persister?.close();
+    } finally {
+      for (const watch of this.endpointWatches.values()) watch.unsubscribe();
+      this.endpointWatches.clear();
+      this.changes.close();
+      this.fleet.stop();
+      this.agents.destroy();
+    }
   }
 }
 

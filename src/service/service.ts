@@ -7,35 +7,50 @@ import { mkdirSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { embeddedDataDir, isLoopback, readConfigFile, secretKeyFile, spillDir, type Config } from '../config.js';
 import { openDatabase, type Database } from '../db/connection.js';
-import { EndpointsRepo, type Endpoint } from '../db/endpoints-repo.js';
+import { EndpointsRepo } from '../db/endpoints-repo.js';
 import { migrate } from '../db/migrate.js';
 import { SecretBox } from '../db/secret-box.js';
 import { Store } from '../db/store.js';
 import { app } from '../http/app.js';
 import { openJournal, type JournalWriter } from '../ingest/journal.js';
-import { normaliseMasterUrl } from '../ingest/master-url.js';
 import { DEFAULT_PERSISTER_SETTINGS, Persister } from '../persistence/persister.js';
-import { tunnelContextFromStore } from '../persistence/restore.js';
-import { DEFAULT_SUPERVISORS, Runtime, type EndpointDefinition } from '../runtime/runtime.js';
+import { DEFAULT_SUPERVISORS, Runtime } from '../runtime/runtime.js';
 import { Stats } from '../runtime/stats.js';
+import { EndpointRegistry } from './registry.js';
 import { startDemoSimulator, type DemoSimulator } from '../sim/demo.js';
 
 export interface Service {
   runtime: Runtime;
   http: FastifyInstance;
+  registry: EndpointRegistry;
   address: string;
   stop(): Promise<void>;
 }
 
-async function definitionOf(repo: EndpointsRepo, e: Endpoint): Promise<EndpointDefinition> {
-  return { id: e.id, name: e.name, baseUrl: normaliseMasterUrl(e.url), apiKey: await repo.revealApiKey(e.id), insecureTls: e.insecureTls, enabled: e.enabled };
-}
-
 export async function openServiceDatabase(config: Config): Promise<Database> {
   mkdirSync(config.dataDir, { recursive: true });
-  const db = config.databaseUrl ? await openDatabase({ url: config.databaseUrl }) : await openDatabase({ dataDir: embeddedDataDir(config) });
+  const db = config.databaseUrl
+    ? await openDatabase({ url: config.databaseUrl, ...(config.databaseSchema ? { schema: config.databaseSchema } : {}) })
+    : await openDatabase({ dataDir: embeddedDataDir(config) });
   await migrate(db.sql);
   return db;
+}
+
+/** Readiness: the connection is healthy and answers a trivial query within 2 s. */
+async function databaseReachable(db: Database): Promise<boolean> {
+  if (db.fatalError !== null) return false;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('timeout')), 2_000);
+    });
+    await Promise.race([db.sql`SELECT 1`, timeout]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function startService(config: Config, log: Logger = pino({ level: config.logLevel })): Promise<Service> {
@@ -47,24 +62,6 @@ export async function startService(config: Config, log: Logger = pino({ level: c
   const secrets = SecretBox.fromConfig({ key: config.secretKey ?? undefined, keyFile: secretKeyFile(config) });
   const repo = new EndpointsRepo(db, secrets);
   const store = new Store(db, { logDailyCap: config.logDailyCap });
-
-  // Seed from the config file: add what is missing, update what changed (by name).
-  if (config.configFile) {
-    for (const seed of readConfigFile(config.configFile)) {
-      const existing = await repo.getByName(seed.name);
-      if (!existing) await repo.create(seed);
-      else await repo.update(existing.id, { url: seed.url, apiKey: seed.apiKey, insecureTls: seed.insecureTls });
-    }
-  }
-
-  let demo: DemoSimulator | null = null;
-  if (config.demo) {
-    demo = await startDemoSimulator();
-    const existing = await repo.getByName('demo');
-    if (existing) await repo.update(existing.id, { url: demo.apiBase, apiKey: demo.apiKey });
-    else await repo.create({ name: 'demo', url: demo.apiBase, apiKey: demo.apiKey });
-    log.info({ url: demo.apiBase }, 'demo NodePass simulator running');
-  }
 
   const journal: JournalWriter | undefined = config.journalPath ? await openJournal({ path: config.journalPath }) : undefined;
   const stats = new Stats();
@@ -78,25 +75,52 @@ export async function startService(config: Config, log: Logger = pino({ level: c
     stats,
     persister,
     journal,
+    onMasterInfo: (endpointId, info) => {
+      repo.setMasterInfo(endpointId, info).catch((error: unknown) => log.warn({ endpointId, error: String(error) }, 'master info not stored'));
+    },
+    endpointSettings: {
+      probeIntervalMs: config.probeIntervalMs,
+      reconcileIntervalMs: config.reconcileIntervalMs,
+      infoRefreshMs: config.infoRefreshMs,
+      backoffCapMs: config.backoffCapMs,
+    },
     supervisors: DEFAULT_SUPERVISORS({ logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs }),
   });
   runtime.start();
+  const registry = new EndpointRegistry({ repo, store, runtime, flushPending: () => persister.drain() });
 
-  let ready = false;
-  for (const e of await repo.list()) {
-    const stored = await store.loadTunnels(e.id);
-    runtime.addEndpoint(await definitionOf(repo, e), { tunnels: stored.map(tunnelContextFromStore) });
+  // Seed from the config file: add what is missing, update what changed (by name).
+  if (config.configFile) await registry.seed(readConfigFile(config.configFile));
+  let demo: DemoSimulator | null = null;
+  if (config.demo) {
+    demo = await startDemoSimulator();
+    await registry.seed([{ name: 'demo', url: demo.apiBase, apiKey: demo.apiKey }]);
+    log.info({ url: demo.apiBase }, 'demo NodePass simulator running');
   }
-  ready = true;
+
+  let restored = false;
+  const restore = await registry.restoreAll();
+  if (restore.unreadableKeys.length > 0) {
+    log.warn({ endpoints: restore.unreadableKeys }, 'API keys sealed with another secret key: these endpoints stay in authFailed until their key is entered again');
+  }
+  restored = true;
 
   const http = Fastify({ logger: false });
-  await http.register(app, { runtime, accessToken: config.accessToken, ready: async () => ready && db.fatalError === null });
+  await http.register(app, {
+    runtime,
+    registry,
+    store,
+    accessToken: config.accessToken,
+    corsOrigins: config.corsOrigins,
+    readiness: async () => ({ database: await databaseReachable(db), actorsRestored: restored }),
+  });
   const address = await http.listen({ host: config.host, port: config.port });
   log.info({ address, endpoints: runtime.endpoints().length }, 'TunnelPulse listening');
 
   return {
     runtime,
     http,
+    registry,
     address,
     async stop() {
       await http.close();

@@ -22,6 +22,10 @@ export interface SimCommandOptions {
   drop: boolean;
   faults: string;
   faultEvery: number;
+  /** Print a `stats` line every so many ms (0: never); the benchmark reads them to see the backlog. */
+  statsEvery?: number;
+  /** Log lines at seeded random phases per instance instead of all in the same tick. */
+  spreadLogs?: boolean;
 }
 
 /** What the command prints when it is ready: one line, parseable by other processes. */
@@ -87,6 +91,28 @@ export function readyLine(sim: SimulatorHandle): SimReadyLine {
   };
 }
 
+/** Totals over every master and subscriber: what was emitted, written to sockets, and still queued. */
+export interface SimStatsLine {
+  type: 'stats' | 'stopped';
+  at: number;
+  eventsEmitted: number;
+  eventsByType: Record<string, number>;
+  framesSent: number;
+  queued: number;
+  dropped: number;
+}
+
+export function statsLine(sim: SimulatorHandle): SimStatsLine {
+  const stats = sim.stats();
+  const eventsByType: Record<string, number> = {};
+  let queued = 0;
+  for (const m of stats.masters) {
+    for (const [type, n] of Object.entries(m.eventsByType)) eventsByType[type] = (eventsByType[type] ?? 0) + n;
+    for (const s of m.subscribers) queued += s.queued;
+  }
+  return { type: 'stats', at: Date.now(), eventsEmitted: stats.eventsEmitted, eventsByType, framesSent: stats.framesSent, queued, dropped: stats.dropped };
+}
+
 /** Starts what the options describe; the caller decides how long it runs. */
 export async function runSimulatorFromOptions(
   options: SimCommandOptions,
@@ -99,6 +125,7 @@ export async function runSimulatorFromOptions(
     instances: options.instances,
     reportIntervalMs: options.interval,
     logRate: options.logRate,
+    spreadLogs: options.spreadLogs ?? false,
     logLevel: options.logLevel,
     apiKey: options.apiKey,
     seed: options.seed,
@@ -137,6 +164,8 @@ export function registerSimCommand(program: Command, io: SimCommandIo = processI
     .option('--drop', 'per-subscriber buffer of 10 events, dropping on full, like NodePass', false)
     .option('--faults <list>', `periodic faults, comma-separated: ${PERIODIC_FAULTS.join(', ')}`, faultList, '')
     .option('--fault-every <ms>', 'time between periodic faults', integer(100), 15_000)
+    .option('--spread-logs', 'start each instance\'s log lines at a random phase (steady load below one line per tick)', false)
+    .option('--stats-every <ms>', 'print a stats line (frames sent and queued) this often; 0: never', integer(0), 0)
     .action(async (options: SimCommandOptions) => {
       const running = await runSimulatorFromOptions(options, (notice) => {
         if (notice.apiKey !== undefined) {
@@ -144,7 +173,11 @@ export function registerSimCommand(program: Command, io: SimCommandIo = processI
         }
       });
       io.print(JSON.stringify(readyLine(running.sim)));
+      const statsTimer = options.statsEvery ? setInterval(() => io.print(JSON.stringify(statsLine(running.sim))), options.statsEvery) : null;
       await io.waitForStop();
+      if (statsTimer) clearInterval(statsTimer);
       await running.stop();
+      // After the streams closed: the final counts (a benchmark checks what it received against them).
+      io.print(JSON.stringify({ ...statsLine(running.sim), type: 'stopped' }));
     });
 }

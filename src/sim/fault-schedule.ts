@@ -14,6 +14,7 @@ export const PERIODIC_FAULTS = [
   'rotate',
   'drop',
   'stall',
+  'half-open',
   'fail',
   'http500',
   'instance-restart',
@@ -92,6 +93,9 @@ export function startFaultSchedule(
         break;
       case 'drop':
         master.dropConnections();
+        break;
+      case 'half-open':
+        master.halfOpenStreams();
         break;
       case 'stall':
         master.stall();

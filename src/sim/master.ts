@@ -96,6 +96,11 @@ export interface MasterOptions {
   reportIntervalMs?: number;
   /** Traffic log lines per second per running instance, default 0. */
   logRate?: number;
+  /**
+   * Start each instance's log-rate accumulator at a seeded random phase, so that with rates below one line per
+   * tick the instances do not all log in the same tick (a benchmark's steady load). Default false.
+   */
+  spreadLogs?: boolean;
   /** The master's `log=` level, added to every instance URL; `debug` adds DEBUG chatter. Default `info`. */
   logLevel?: 'debug' | 'info';
   /** `drop`: the master's 10-event subscriber buffer, drop on full. `lossless` (default): never drop. */
@@ -149,6 +154,10 @@ export interface MasterStats {
   /** Events lost to full subscriber buffers over all subscribers. */
   dropped: number;
   garbageInjected: number;
+  /** Streams made half-open by `halfOpenStreams()`. */
+  halfOpened: number;
+  /** Events that reached no subscriber because of `loseEvents()`. */
+  lost: number;
   subscribers: SubscriberStats[];
 }
 
@@ -223,6 +232,7 @@ export class SimulatedMaster {
   private readonly clock: () => number;
   private readonly reportIntervalMs: number;
   private readonly logRate: number;
+  private readonly spreadLogs: boolean;
   private readonly logLevel: 'debug' | 'info';
   private readonly delivery: DeliveryMode;
   private readonly autoTraffic: boolean;
@@ -239,11 +249,14 @@ export class SimulatedMaster {
   private httpFailure: number | null = null;
   private armedResponses: ResponseGarbage[] = [];
   private subscriberSeq = 0;
+  private toLose = 0;
   private counts = {
     totalConnections: 0,
     requests: 0,
     eventsEmitted: 0,
     garbageInjected: 0,
+    halfOpened: 0,
+    lost: 0,
     retiredSent: 0,
     retiredDropped: 0,
     eventsByType: { initial: 0, create: 0, update: 0, delete: 0, shutdown: 0, log: 0 } as Record<NodePassEventType, number>,
@@ -263,6 +276,7 @@ export class SimulatedMaster {
     this.alias = options.alias ?? '';
     this.reportIntervalMs = Math.max(0, options.reportIntervalMs ?? 5000);
     this.logRate = Math.max(0, options.logRate ?? 0);
+    this.spreadLogs = options.spreadLogs ?? false;
     this.logLevel = options.logLevel ?? 'info';
     this.delivery = options.delivery ?? 'lossless';
     this.autoTraffic = options.autoTraffic ?? true;
@@ -322,6 +336,8 @@ export class SimulatedMaster {
       framesSent: this.counts.retiredSent + live.reduce((n, s) => n + s.sent, 0),
       dropped: this.counts.retiredDropped + live.reduce((n, s) => n + s.dropped, 0),
       garbageInjected: this.counts.garbageInjected,
+      halfOpened: this.counts.halfOpened,
+      lost: this.counts.lost,
       subscribers: [...this.retiredSubscribers, ...live],
     };
   }
@@ -458,6 +474,32 @@ export class SimulatedMaster {
   stall(): void {
     this.stalled = true;
     for (const sub of this.subscribers) sub.stall();
+  }
+
+  /**
+   * Half-open streams, the master still healthy: every open stream is silently forgotten (as when a NAT or a
+   * firewall dropped the connection's state, or the master's side died without a FIN): it gets no more bytes,
+   * ever, and its socket stays open. The master goes on producing events for its other subscribers and answers
+   * every request as usual, so `/info` succeeds while the client's stream is dead.
+   */
+  halfOpenStreams(): number {
+    let count = 0;
+    for (const sub of [...this.subscribers]) {
+      sub.stall();
+      this.subscribers.delete(sub);
+      this.retire(sub, true);
+      count++;
+    }
+    this.counts.halfOpened += count;
+    return count;
+  }
+
+  /**
+   * The next `count` events reach no subscriber, as when NodePass's dispatcher finds the subscriber buffers full
+   * (PROTOCOL §7): lost without notice, the stream itself stays healthy. Deterministic, unlike a real overflow.
+   */
+  loseEvents(count: number): void {
+    this.toLose += Math.max(0, count);
   }
 
   unstall(): void {
@@ -754,7 +796,7 @@ export class SimulatedMaster {
       trafficPrng: this.seedPrng.fork(`traffic/${id}`),
       logPrng: this.seedPrng.fork(`logs/${id}`),
       logSeq: 0,
-      logCarry: 0,
+      logCarry: this.spreadLogs ? this.seedPrng.fork(`log-phase/${id}`).next() : 0,
       failure: 'none',
       deleted: false,
       run: 0,
@@ -864,7 +906,12 @@ export class SimulatedMaster {
     if (this.subscribers.size === 0 && this.listeners.size === 0) return;
     const data = encodeEnvelope(type, this.stamper.stamp(), inst ? encodeInstance(this.wire(inst)) : null, logs);
     const frame = sseFrame(data);
-    for (const sub of this.subscribers) sub.push(frame);
+    if (this.toLose > 0) {
+      this.toLose--;
+      this.counts.lost++;
+    } else {
+      for (const sub of this.subscribers) sub.push(frame);
+    }
     for (const listener of this.listeners) listener({ type, instanceId: inst?.id ?? null, data });
   }
 
@@ -896,8 +943,8 @@ export class SimulatedMaster {
     });
   }
 
-  private retire(sub: SseSubscriber): void {
-    if (!this.subscribers.delete(sub)) return;
+  private retire(sub: SseSubscriber, forgotten = false): void {
+    if (!this.subscribers.delete(sub) && !forgotten) return;
     if (this.subscribers.size === 0) for (const done of [...this.streamsClosedWaiters]) done();
     const stats = sub.stats();
     this.counts.retiredSent += stats.sent;
@@ -981,7 +1028,17 @@ export class SimulatedMaster {
   private trackSocket(socket: Socket): void {
     if (this.sockets.has(socket)) return;
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    // A keep-alive client may use one socket for many masters of a simulator: one `close` listener per socket.
+    let owners = SOCKET_OWNERS.get(socket);
+    if (!owners) {
+      const set = new Set<Set<Socket>>();
+      owners = set;
+      SOCKET_OWNERS.set(socket, set);
+      socket.once('close', () => {
+        for (const sockets of set) sockets.delete(socket);
+      });
+    }
+    owners.add(this.sockets);
   }
 
   private releaseHeld(serve: boolean): void {
@@ -1038,6 +1095,9 @@ export class SimulatedMaster {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** For each socket, the socket sets of the masters it served (see `trackSocket`). */
+const SOCKET_OWNERS = new WeakMap<Socket, Set<Set<Socket>>>();
 
 function zeroGauges(inst: SimInstance): void {
   inst.ping = 0;

@@ -4,6 +4,7 @@
  * benchmark can stand up a thousand endpoints in one process. See master.ts for what each master does.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { replyGoNotFound, replyNoContent } from './go-http.js';
 import { SimulatedMaster, type MasterOptions, type MasterStats } from './master.js';
@@ -14,6 +15,8 @@ export interface SimulatorOptions extends Omit<MasterOptions, 'name' | 'prefix' 
   host?: string;
   /** Default 0: an ephemeral port. */
   port?: number;
+  /** Serve HTTPS with this certificate (PEM), like a master started with `tls=2` (or `tls=1`'s self-signed one). */
+  tls?: { key: string | Buffer; cert: string | Buffer };
   /**
    * How many masters (default 1), or per-master overrides of the shared options above. With one master the
    * prefix is `/api`; with several, `/m<n>/api`.
@@ -47,7 +50,7 @@ export interface SimulatorStats {
 export interface SimulatorHandle {
   readonly host: string;
   readonly port: number;
-  /** `http://127.0.0.1:port` or `http://[::1]:port`. */
+  /** `http://127.0.0.1:port`, `http://[::1]:port`, `https://…` with `tls`. */
   readonly origin: string;
   readonly masters: readonly HostedMaster[];
   /** The first master: the whole simulator when it hosts only one. */
@@ -61,7 +64,7 @@ export interface SimulatorHandle {
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<SimulatorHandle> {
   const host = options.host ?? '127.0.0.1';
-  const { masters: masterOption, host: _host, port: _port, ...shared } = options;
+  const { masters: masterOption, host: _host, port: _port, tls, ...shared } = options;
   const perMaster: MasterOptions[] =
     typeof masterOption === 'object' ? masterOption : Array.from({ length: masterOption ?? 1 }, () => ({}));
   if (perMaster.length === 0) throw new Error('the simulator needs at least one master');
@@ -86,7 +89,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     byApiPath.set(master.apiPath, master);
   }
 
-  const server = createServer((req, res) => route(req, res, byApiPath));
+  const handler = (req: IncomingMessage, res: ServerResponse): void => route(req, res, byApiPath);
+  const server = tls ? createTlsServer({ key: tls.key, cert: tls.cert }, handler) : createServer(handler);
   // Go's server has no timeouts (§1). With no keep-alive timeout Node also leaves out the `Keep-Alive:` header,
   // which Go never sends; idle sockets are closed by `close()`.
   server.requestTimeout = 0;
@@ -99,7 +103,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const origin = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const origin = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   for (const master of masters) master.origin = origin;
 
   let closing: Promise<void> | undefined;

@@ -10,6 +10,7 @@ import {
   type EndpointEvent,
   type EndpointSettings,
   type ProbeInput,
+  type ProbeResult,
   type StreamInput,
 } from '../../actors/endpoint.machine.js';
 import { actorId, type Instance, type InstanceStatus, type ParsedEvent } from '../../actors/model.js';
@@ -31,8 +32,8 @@ const SETTINGS: Partial<EndpointSettings> = {
 const MASTER_ID = '1ab781946d30b9c8';
 const API_KEY = '1a040764b530633900dadf3b18cc8830';
 
-type ProbeOutcome = 'ok' | 'fail';
-type ProbeResult = { instances: Instance[] | null; at: number };
+/** What the fake master answers: 'ok' (nothing to compare), 'fail' (an error), or a listing of instances. */
+type ProbeOutcome = 'ok' | 'fail' | Instance[];
 
 interface Harness {
   actor: ReturnType<typeof createActor<typeof endpointMachine>>;
@@ -40,7 +41,10 @@ interface Harness {
   /** Every stream the machine opened (invoked), with its input, and how many were closed by the machine. */
   streams: StreamInput[];
   streamsStopped: () => number;
+  /** Liveness probes (/info + /instances), info refreshes (/info), reconciliations (/instances). */
   probes: number;
+  infoFetches: number;
+  listings: number;
   offline: OfflineRecord[];
   masters: { masterId: string; alias: string }[];
   errors: unknown[];
@@ -54,24 +58,42 @@ interface Harness {
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function startEndpoint(
-  opts: { settings?: Partial<EndpointSettings>; probe?: () => ProbeOutcome; enabled?: boolean; now?: number } = {},
+  opts: {
+    settings?: Partial<EndpointSettings>;
+    probe?: () => ProbeOutcome;
+    /** The answer to the periodic `GET /instances` (default: nothing to compare). */
+    listing?: () => ProbeOutcome;
+    enabled?: boolean;
+    now?: number;
+  } = {},
 ): Harness {
   const clock = new SteppedClock(opts.now ?? T0);
   const streams: StreamInput[] = [];
   let stopped = 0;
   const offline: OfflineRecord[] = [];
   const masters: { masterId: string; alias: string }[] = [];
-  const h = { probes: 0 } as Harness;
+  const h = { probes: 0, infoFetches: 0, listings: 0 } as Harness;
   const machine = endpointMachine.provide({
     actors: {
       eventStream: fromCallback<EndpointEvent, StreamInput>(({ input }) => {
         streams.push(input);
         return () => void stopped++;
       }),
-      probeMaster: fromPromise<ProbeResult, ProbeInput>(async () => {
-        h.probes++;
-        if ((opts.probe ?? (() => 'ok'))() === 'fail') throw new Error('GET /info: timeout');
-        return { instances: null, at: clock.now() };
+      probeMaster: fromPromise<ProbeResult, ProbeInput>(async ({ input }) => {
+        const sentAt = clock.now();
+        let outcome: ProbeOutcome = 'ok';
+        if (input.info && input.instances) {
+          h.probes++;
+          outcome = (opts.probe ?? (() => 'ok'))();
+        } else if (input.instances) {
+          h.listings++;
+          outcome = (opts.listing ?? (() => 'ok'))();
+        } else {
+          h.infoFetches++;
+        }
+        if (outcome === 'fail') throw new Error('GET /info: timeout');
+        const info = input.info ? { masterId: MASTER_ID, alias: 'lab', version: 'v1.14.0', os: 'linux', arch: 'amd64', name: 'h', uptime: 1, system: {} } : null;
+        return { info, instances: outcome === 'ok' ? null : outcome, unreadableIds: [], sentAt, receivedAt: clock.now() };
       }),
     },
     actions: {
@@ -94,7 +116,7 @@ function startEndpoint(
     offline,
     masters,
     errors,
-    value: () => actor.getSnapshot().value,
+    value: () => livenessView(actor.getSnapshot().value),
     ctx: () => actor.getSnapshot().context,
     send: (e: EndpointEvent) => actor.send(e),
     advance: async (ms: number) => {
@@ -107,6 +129,15 @@ function startEndpoint(
       }
     },
   });
+}
+
+/**
+ * `live` is parallel (liveness, info, reconcile); most tests care about the liveness region only, so the
+ * value is shown as `{ enabled: { online: { live: <liveness state> } } }`.
+ */
+function livenessView(value: unknown): unknown {
+  const live = (value as { enabled?: { online?: { live?: { liveness?: string } } } }).enabled?.online?.live;
+  return live && typeof live === 'object' ? { enabled: { online: { live: live.liveness } } } : value;
 }
 
 const live = { enabled: { online: { live: 'streaming' } } };
@@ -441,7 +472,7 @@ describe('probing a quiet stream', () => {
       actors: {
         probeMaster: fromPromise<ProbeResult, ProbeInput>(async () => {
           await pending;
-          return { instances: null, at: 0 };
+          return { info: null, instances: null, unreadableIds: [], sentAt: 0, receivedAt: 0 };
         }),
       },
     });
@@ -452,11 +483,132 @@ describe('probing a quiet stream', () => {
     a.send({ type: 'stream.opened', at: T0 });
     clock.advanceTo(T0 + 1_000 + 30_000); // live, first check (nothing since connect): probe at once
     await settle();
-    expect(a.getSnapshot().value).toEqual(probing);
+    expect(livenessView(a.getSnapshot().value)).toEqual(probing);
     release();
     await settle();
-    expect(a.getSnapshot().value).toEqual(live);
+    expect(livenessView(a.getSnapshot().value)).toEqual(live);
     expect(errors).toEqual([]);
+  });
+});
+
+describe('half-open or quiet: the probe compares the listing with our tunnels', () => {
+  const running = (id: string, tcprx: number, extra: Partial<Instance> = {}) => instance({ id, status: 'running', tcprx, tcptx: tcprx, ...extra });
+
+  /** Live with tunnel a236701f known at 1000 bytes; from here on the stream says nothing. */
+  async function quietWith(h: Harness): Promise<void> {
+    h.send({ type: 'stream.opened', at: h.clock.now() });
+    event(h, master(h.clock.now()));
+    event(h, inst('a236701f', h.clock.now(), 'initial', 'running', { tcprx: 1000, tcptx: 1000 }));
+    await h.advance(SETTINGS.snapshotQuietMs!);
+    await h.advance(SETTINGS.probeIntervalMs!); // the first check sees the snapshot's events: no probe
+    expect(h.probes).toBe(0);
+  }
+
+  it('keeps a quiet stream whose master lists exactly what we hold (nothing runs, nothing changed)', async () => {
+    const h = startEndpoint({ probe: () => [running('a236701f', 1000)] });
+    await quietWith(h);
+    await h.advance(5 * SETTINGS.probeIntervalMs!);
+    expect(h.probes).toBe(5);
+    expect(h.value()).toEqual(live);
+    expect(h.streams).toHaveLength(1);
+    expect(h.ctx().liveness).toMatchObject({ probes: 5, probeMismatches: 0, halfOpenReplaced: 0 });
+    expect(h.ctx().disconnected).toBeNull();
+  });
+
+  it('replaces a silent stream when the listing shows counters that moved and no event follows within the grace', async () => {
+    const h = startEndpoint({ probe: () => [running('a236701f', 5000)] });
+    await quietWith(h);
+    await h.advance(SETTINGS.probeIntervalMs!);
+    expect(h.probes).toBe(1);
+    expect(h.value()).toEqual({ enabled: { online: { live: 'confirming' } } });
+    await h.advance(2_000); // reconcileSettleMs default
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+    expect(h.streamsStopped()).toBe(1);
+    expect(h.ctx().liveness).toMatchObject({ probeMismatches: 1, halfOpenReplaced: 1 });
+    expect(h.ctx().disconnected).toMatchObject({ to: null, reason: 'half-open' });
+    expect(h.offline.at(-1)).toMatchObject({ reason: 'half-open', to: null });
+    await h.advance(SETTINGS.backoffCapMs!);
+    expect(h.streams).toHaveLength(2);
+  });
+
+  it('counts a new instance or a vanished one as a change the stream should have carried', async () => {
+    for (const listing of [[running('a236701f', 1000), running('0badcafe', 0)], [] as Instance[]]) {
+      const h = startEndpoint({ probe: () => listing });
+      await quietWith(h);
+      await h.advance(SETTINGS.probeIntervalMs! + 2_000);
+      expect(h.ctx().liveness.halfOpenReplaced).toBe(1);
+    }
+  });
+
+  it('keeps the stream when an event arrives during the grace, and applies the listing only where the stream said nothing since', async () => {
+    const listing = [running('a236701f', 5000), running('5cc1f9b2', 7000, { status: 'stopped' }), running('0badcafe', 10)];
+    const h = startEndpoint({ probe: () => listing });
+    h.send({ type: 'stream.opened', at: h.clock.now() });
+    event(h, master(h.clock.now()));
+    event(h, inst('a236701f', h.clock.now(), 'initial', 'running', { tcprx: 1000, tcptx: 1000 }));
+    event(h, inst('5cc1f9b2', h.clock.now(), 'initial', 'running', { tcprx: 3000, tcptx: 3000 }));
+    await h.advance(1_000 + 30_000 + 30_000);
+    expect(h.value()).toEqual({ enabled: { online: { live: 'confirming' } } });
+    // An event in flight: a236701f's update arrives after the listing was taken.
+    event(h, inst('a236701f', h.clock.now(), 'update', 'running', { tcprx: 6000, tcptx: 6000 }));
+    await h.advance(2_000);
+    expect(h.value()).toEqual(live);
+    expect(h.ctx().liveness.halfOpenReplaced).toBe(0);
+    expect(h.streams).toHaveLength(1);
+    expect(tunnelState(h, 'a236701f')!.context.counters.tcprx).toBe(6000); // the stream won
+    expect(tunnelState(h, '5cc1f9b2')!.context).toMatchObject({ status: 'stopped', counters: { tcprx: 7000 } });
+    expect(tunnelState(h, '5cc1f9b2')!.context.traffic.tcprx).toBe(4000); // counted once, as one delta
+    expect(tunnelState(h, '0badcafe')!.context.status).toBe('running');
+    expect(h.ctx().liveness).toMatchObject({ corrected: 2, tombstoned: 0 });
+  });
+
+  it('reads /info on arrival and every infoRefreshMs while live', async () => {
+    const h = startEndpoint({ settings: { infoRefreshMs: 10_000 } });
+    connectWithSnapshot(h, []);
+    await h.advance(1_000);
+    expect(h.infoFetches).toBe(1);
+    expect(h.ctx().info).toMatchObject({ version: 'v1.14.0', masterId: MASTER_ID });
+    await h.advance(20_000);
+    expect(h.infoFetches).toBe(3);
+  });
+});
+
+describe('periodic reconciliation with GET /instances', () => {
+  it('runs on a busy stream too, and after the settle applies missed stops, creates and deletes — not what the stream already told', async () => {
+    let listing: Instance[] = [];
+    const h = startEndpoint({ settings: { reconcileIntervalMs: 20_000, reconcileSettleMs: 1_000 }, listing: () => listing });
+    h.send({ type: 'stream.opened', at: h.clock.now() });
+    event(h, master(h.clock.now()));
+    for (const id of ['a236701f', '5cc1f9b2', 'deadbeef']) event(h, inst(id, h.clock.now(), 'initial', 'running', { tcprx: 100, tcptx: 100 }));
+    // The master has since stopped 5cc1f9b2 (its update was dropped upstream), deleted deadbeef, created 0badcafe,
+    // and a236701f moved on (its update is on its way).
+    listing = [
+      instance({ id: 'a236701f', tcprx: 900, tcptx: 900 }),
+      instance({ id: '5cc1f9b2', status: 'stopped', tcprx: 300, tcptx: 300 }),
+      instance({ id: '0badcafe', tcprx: 5, tcptx: 5 }),
+    ];
+    // Live from the first update (t = 1 s); the reconciliation runs 20 s later.
+    for (let t = 0; t < 21; t++) {
+      await h.advance(1_000);
+      if (h.listings === 0) event(h, inst('a236701f', h.clock.now(), 'update', 'running', { tcprx: 100 + t, tcptx: 100 + t }));
+    }
+    expect(h.listings).toBe(1);
+    event(h, inst('a236701f', h.clock.now(), 'update', 'running', { tcprx: 900, tcptx: 900 })); // in flight, arrives within the settle
+    await h.advance(1_000);
+    expect(h.ctx().liveness).toMatchObject({ reconciliations: 1, corrected: 2, tombstoned: 1 });
+    expect(tunnelState(h, '5cc1f9b2')!.context).toMatchObject({ status: 'stopped', counters: { tcprx: 300 } });
+    expect(tunnelState(h, 'deadbeef')!.value).toBe('deleted');
+    expect(tunnelState(h, '0badcafe')!.context.counters.tcprx).toBe(5);
+    expect(tunnelState(h, 'a236701f')!.context.traffic.tcprx).toBe(800); // from the stream alone, once
+    expect(h.streams).toHaveLength(1);
+  });
+
+  it('counts a failed reconciliation and carries on', async () => {
+    const h = startEndpoint({ settings: { reconcileIntervalMs: 10_000 }, listing: () => 'fail' });
+    connectWithSnapshot(h, []);
+    await h.advance(1_000 + 25_000);
+    expect(h.ctx().liveness).toMatchObject({ reconciliations: 2, reconcileFailures: 2 });
+    expect(h.value()).toEqual(live);
   });
 });
 

@@ -93,6 +93,7 @@ describe('loadTunnels and sumTunnelTraffic', () => {
     ]);
     await store.rollupHours([T0], T0 + HOUR + 1); // closes the first hour only
     await store.flushTunnelStates([stateRecord(alpha, 'r2', T0)], []); // state before any configuration
+    await store.insertLogs(logLines(alpha, 'r1', T0, 7)); // lines stored after the last state flush
 
     const [r1, r2] = await store.loadTunnels(alpha).then((all) => all.filter((t) => t.instanceId.startsWith('r')));
     expect(r1).toEqual({
@@ -101,8 +102,9 @@ describe('loadTunnels and sumTunnelTraffic', () => {
       config,
       state,
       openBuckets: [bucket(alpha, 'r1', T0 + HOUR, counters(10, 1))],
+      storedLogLines: 7,
     });
-    expect(r2).toMatchObject({ instanceId: 'r2', config: null, state: { at: T0 } });
+    expect(r2).toMatchObject({ instanceId: 'r2', config: null, state: { at: T0 }, storedLogLines: 0 });
 
     expect(await store.sumTunnelTraffic({ endpointId: alpha, instanceId: 'r1' })).toEqual(counters(40, 4));
     expect(await store.sumTunnelTraffic({ endpointId: alpha })).toEqual(counters(140, 204));

@@ -115,6 +115,39 @@ describe('half-open stall', () => {
   });
 });
 
+describe('half-open streams on a healthy master', () => {
+  it('silences the open streams for good while /info, /instances and new streams keep working', async () => {
+    const { master, stream } = await setup();
+    const id = master.instanceIds()[0]!;
+    expect(master.halfOpenStreams()).toBe(1);
+    const bytesAtCut = stream.bytes();
+    master.emitLogs(id, 3);
+    master.checkpoint();
+    expect((await rest('GET', `${master.apiBase}/info`, { apiKey: master.apiKey })).status).toBe(200);
+    const fresh = await openStream(master.apiBase, master.apiKey);
+    await fresh.waitFor('a new snapshot', () => fresh.events.length === master.instanceIds().length + 1);
+    master.emitLogs(id, 2);
+    await fresh.waitFor('events on the new stream', () => instanceEvents(fresh, 'log', id).length === 2);
+    await sleep(50);
+    expect(stream.bytes()).toBe(bytesAtCut); // the old stream got nothing, and was not closed either
+    expect(stream.ended).toBeUndefined();
+    expect(master.stats()).toMatchObject({ halfOpened: 1, connections: 1 });
+  });
+});
+
+describe('events lost upstream', () => {
+  it('loseEvents(n): the next n events reach no stream, are counted, and the stream stays healthy', async () => {
+    const { master, stream } = await setup();
+    const id = master.instanceIds()[0]!;
+    master.loseEvents(2);
+    master.emitLogs(id, ['one', 'two', 'three']);
+    await stream.waitFor('the third line', () => instanceEvents(stream, 'log', id).length === 1);
+    expect(stream.payloads.at(-1)).toContain('three');
+    expect(master.stats().lost).toBe(2);
+    expect(stream.ended).toBeUndefined();
+  });
+});
+
 describe('HTTP failures', () => {
   it.each([
     [401, '{"error":"Unauthorized: Invalid API key"}\n'],

@@ -1,4 +1,5 @@
 /** The simulated REST API: auth, errors, CORS and the instance endpoints, with the real master's bodies (PROTOCOL §2, §3). */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulator, type HostedMaster, type SimulatorHandle } from '../../src/sim/simulator.js';
 import { instanceEvents, openStream, rest } from '../support/sim-client.js';
@@ -143,5 +144,35 @@ describe('instances', () => {
     expect(typeof info['uptime']).toBe('number');
     const renamed = (await rest('POST', api('/info'), { apiKey: master.apiKey, body: { alias: 'test-master' } })).json();
     expect(renamed).toMatchObject({ alias: 'test-master' });
+  });
+});
+
+describe('against the real master\'s REST transcript (fixtures/captures/nodepass-s1-rest-transcript.txt)', () => {
+  const transcript = readFileSync(new URL('../../fixtures/captures/nodepass-s1-rest-transcript.txt', import.meta.url), 'utf8').split('\n');
+  /** The body line that follows the last request line matching `request`. */
+  const bodyAfter = (request: RegExp): unknown => {
+    const at = transcript.findLastIndex((line) => request.test(line));
+    return JSON.parse(transcript[at + 1]!);
+  };
+  /** Every key path in document order with the JSON type of its value: the shape, not the values. */
+  const shape = (value: unknown, prefix = ''): string[] => {
+    if (typeof value !== 'object' || value === null) return [`${prefix}:${value === null ? 'null' : typeof value}`];
+    if (Array.isArray(value)) return [`${prefix}:array`];
+    if (Object.keys(value).length === 0) return [`${prefix}:object`];
+    return Object.entries(value).flatMap(([k, v]) => (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length > 0 ? shape(v, `${prefix}${k}.`) : shape(v, `${prefix}${k}`)));
+  };
+
+  it('GET /instances: a bare array whose records have the real key order and value types, API-key record included', async () => {
+    const real = bodyAfter(/^>>> \S+ GET \/api\/v1\/instances\s*$/) as Array<{ id: string }>;
+    const ours = (await rest('GET', api('/instances'), { apiKey: master.apiKey })).json<Array<{ id: string }>>();
+    const pick = (list: Array<{ id: string }>, key: boolean) => list.find((r) => (r.id === '********') === key)!;
+    expect(shape(pick(ours, false))).toEqual(shape(pick(real, false)));
+    expect(shape(pick(ours, true))).toEqual(shape(pick(real, true)));
+  });
+
+  it('GET /info: the real key order and value types', async () => {
+    const real = bodyAfter(/^>>> \S+ GET \/api\/v1\/info\s*$/);
+    const ours = (await rest('GET', api('/info'), { apiKey: master.apiKey })).json();
+    expect(shape(ours)).toEqual(shape(real));
   });
 });

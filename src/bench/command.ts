@@ -1,0 +1,143 @@
+/**
+ * `tunnelpulse bench`: the end-to-end benchmark (see bench.ts). Prints a readable table, or the report as one
+ * JSON object with `--json`. `--quick` keeps the whole run under two minutes.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { loadConfig } from '../config.js';
+import { runBench, type BenchOptions, type BenchReport, type Comparison } from './bench.js';
+
+interface BenchCommandOptions {
+  endpoints?: number;
+  tunnels?: number;
+  rates?: number[];
+  stepSeconds?: number;
+  processes: number;
+  queryRate: number;
+  queryRps: number;
+  memory?: number[];
+  logShare: number;
+  seed: string;
+  quick: boolean;
+  json: boolean;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function intList(value: string): number[] {
+  if (value.trim() === '' || value === 'none') return [];
+  return value.split(',').map((v) => positiveInt(v.trim()));
+}
+
+function share(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError('expected a number from 0 to below 1');
+  return n;
+}
+
+/** Full run and quick run defaults; explicit options win over both. */
+export function benchOptionsFrom(opts: BenchCommandOptions, databaseUrl: string | null, progress?: (line: string) => void): BenchOptions {
+  const quick = opts.quick;
+  return {
+    endpoints: opts.endpoints ?? 10,
+    tunnelsPerEndpoint: opts.tunnels ?? 1_000,
+    rates: opts.rates ?? (quick ? [5_000, 20_000] : [5_000, 10_000, 20_000, 40_000, 80_000]),
+    stepSeconds: opts.stepSeconds ?? (quick ? 5 : 15),
+    logShare: opts.logShare,
+    processes: opts.processes,
+    queryRate: opts.queryRate,
+    queryRequestsPerSecond: opts.queryRps,
+    memoryTunnels: opts.memory ?? [10_000, 100_000],
+    memoryEndpoints: 10,
+    databaseUrl,
+    seed: opts.seed,
+    progress,
+  };
+}
+
+export function registerBenchCommand(program: Command): Command {
+  return program
+    .command('bench')
+    .description('End-to-end benchmark: simulator processes → TunnelPulse → database, beside a reference pipeline')
+    .option('--endpoints <n>', 'simulated masters (default 10)', positiveInt)
+    .option('--tunnels <n>', 'tunnels per master (default 1000)', positiveInt)
+    .option('--rates <list>', 'offered events/s, stepped up in order (default 5000,10000,20000,40000,80000; quick 5000,20000)', intList)
+    .option('--step-seconds <n>', 'measured window per rate (default 15; quick 5)', positiveInt)
+    .option('--processes <n>', 'simulator processes', positiveInt, 2)
+    .option('--query-rate <n>', 'offered rate during which the tunnel-state query is measured (nearest step)', positiveInt, 20_000)
+    .option('--query-rps <n>', 'tunnel-state queries per second', positiveInt, 200)
+    .option('--memory <list>', 'idle tunnels for the memory figures, or "none" (default 10000,100000)', intList)
+    .option('--log-share <x>', 'share of log lines in the offered events', share, 0.2)
+    .option('--seed <seed>', 'simulator seed', 'bench')
+    .option('--quick', 'a run under two minutes (2 rates, 5 s windows)', false)
+    .option('--json', 'print the report as one JSON object', false)
+    .action(async (opts: BenchCommandOptions) => {
+      const config = loadConfig();
+      const progress = (line: string) => void process.stderr.write(`${line}\n`);
+      const report = await runBench(benchOptionsFrom(opts, config.databaseUrl, progress));
+      process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : formatBenchReport(report));
+    });
+}
+
+const num = (n: number | null | undefined, digits = 0): string => (n == null ? '–' : n.toLocaleString('en-US', { maximumFractionDigits: digits }));
+const ratio = (c: Comparison): string => (c.ratio == null ? '–' : `${c.ratio}×`);
+
+function table(head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
+  return [line(head), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map(line)];
+}
+
+export function formatBenchReport(report: BenchReport): string {
+  const m = report.meta;
+  const out: string[] = [];
+  out.push(`TunnelPulse bench ${m.date}  commit ${m.commit}  Node ${m.node}  ${m.cpus} CPUs  load ${m.loadAverage.join(' ')}`);
+  out.push(`database: ${m.database}  load: ${m.endpoints} masters × ${m.tunnelsPerEndpoint} tunnels, ${Math.round(m.logShare * 100)} % log lines, ${m.stepSeconds} s windows  (took ${m.durationSeconds} s)`, '');
+  out.push(
+    ...table(
+      ['pipeline', 'offered/s', 'produced/s', 'received/s', 'backlog +', 'held', 'stmts/1k upd', 'rows/1k upd', 'log p50/p99 ms', 'state p50/p99 ms', 'consistent'],
+      report.runs.map((r) => [
+        r.pipeline,
+        num(r.offeredRate),
+        num(r.produced),
+        num(r.throughput),
+        num(r.backlogGrowth),
+        r.held ? 'yes' : 'no',
+        num(r.statementsPer1000Updates, 2),
+        num(r.rowsPer1000Updates, 1),
+        `${num(r.latency.log.p50Ms)} / ${num(r.latency.log.p99Ms)}`,
+        `${num(r.latency.state.p50Ms)} / ${num(r.latency.state.p99Ms)}`,
+        r.consistent ? 'yes' : `NO (${r.totals.received}/${r.totals.framesSent} frames, ${r.totals.logRowsCommitted}/${r.totals.logEventsReceived} logs)`,
+      ]),
+    ),
+    '',
+  );
+  const s = report.summary;
+  const row = (name: string, c: Comparison, digits = 0): string[] => [name, num(c.tunnelpulse, digits), num(c.reference, digits), ratio(c)];
+  out.push(
+    ...table(['figure', 'TunnelPulse', 'reference', 'ratio'], [
+      row('peak throughput, events/s', s.throughput),
+      row('highest rate held, events/s', s.highestHeldRate),
+      row(`log p50 receipt→commit, ms (at ${num(s.comparedAtRate)}/s)`, s.logLatencyP50Ms),
+      row('log p99 receipt→commit, ms', s.logLatencyP99Ms),
+      row('state p50 receipt→commit, ms', s.stateLatencyP50Ms),
+      row('state p99 receipt→commit, ms', s.stateLatencyP99Ms),
+      row('statements per 1,000 updates', s.statementsPer1000Updates, 2),
+      row('rows per 1,000 updates', s.rowsPer1000Updates, 1),
+      ...s.memoryBytesPerTunnel.map((mem) => row(`RSS per idle tunnel, bytes (${num(mem.tunnels)})`, mem)),
+      [
+        'tunnel-state query p50 / p99, ms',
+        s.query ? `${s.query.p50Ms} / ${s.query.p99Ms} (${s.query.requests} req at ${num(s.query.duringThroughput)} events/s)` : '–',
+        '–',
+        '–',
+      ],
+    ]),
+    '',
+  );
+  out.push(...table(['target', 'wanted', 'measured', 'holds'], report.targets.map((t) => [t.name, t.target, t.value, t.holds === null ? 'n/a' : t.holds ? 'yes' : 'NO'])));
+  out.push('', report.consistent ? 'counts consistent: every frame sent was received, every log line received was committed' : 'COUNTS INCONSISTENT: see the table above');
+  return out.join('\n') + '\n';
+}

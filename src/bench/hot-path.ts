@@ -1,0 +1,418 @@
+/**
+ * In-process micro-benchmark of the per-event hot path: SSE bytes → `SseParser` → `parseNodePassPayload` →
+ * endpoint actor → tunnel actor → the persister's effects into its in-memory queues (the real `Persister`,
+ * with no database behind it: nothing is written, the queues are emptied between batches as the supervisors
+ * would). Beside it, on the same input, a reference pipeline: the same parser and `JSON.parse`, a plain
+ * `Map` of tunnel states with reset-safe deltas, and plain arrays as batches. It also measures the memory of
+ * idle tunnel actors (each has seen its `initial` snapshot and sits).
+ *
+ * Run `node dist/src/bench/hot-path.js [--events N] [--tunnels M] [--idle 10000,100000] [--json]`, or call
+ * `runHotPathBench(options)` (the `tunnelpulse bench` command does). Speed belongs here, never in unit tests.
+ */
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { createActor, fromCallback, type Actor } from 'xstate';
+import { endpointMachine, type EndpointEvent, type EndpointInput } from '../../actors/endpoint.machine.js';
+import { fleetMachine } from '../../actors/fleet.machine.js';
+import { tunnelMachine } from '../../actors/tunnel.machine.js';
+import type { ParsedEvent } from '../../actors/model.js';
+import { Persister, type PersistenceStore } from '../persistence/persister.js';
+import { parseNodePassPayload } from '../protocol/events.js';
+import { SseParser } from '../protocol/sse-parser.js';
+import { SteppedClock } from '../runtime/stepped-clock.js';
+import { Stats, deliverEvent } from '../runtime/stats.js';
+
+export interface HotPathBenchOptions {
+  /** Events fed through the pipeline (after the initial snapshot). */
+  events?: number;
+  /** Tunnels the events are spread over. */
+  tunnels?: number;
+  /** Tunnels per endpoint (one SSE connection each). */
+  tunnelsPerEndpoint?: number;
+  /** Share of `log` events among them (the rest are `update`s that move counters). */
+  logShare?: number;
+  /** Idle-tunnel counts to measure memory for (0 or empty: skip). */
+  idleTunnels?: number[];
+  /** Events generated and fed per batch; the queues are emptied between batches (the supervisors' job). */
+  batchSize?: number;
+  /** Runs of each pipeline; the best is reported (the machine is shared and noisy). */
+  rounds?: number;
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+export interface PipelineFigure {
+  events: number;
+  /** Wall-clock time of the feeding. */
+  ms: number;
+  eventsPerSecond: number;
+  /** CPU time of the process over the feeding (steadier than wall time on a shared machine). */
+  cpuMs: number;
+  eventsPerCpuSecond: number;
+}
+
+export interface IdleFigure {
+  tunnels: number;
+  heapBytesPerTunnel: number;
+  rssBytesPerTunnel: number;
+  spawnMs: number;
+}
+
+export interface HotPathBenchResult {
+  node: string;
+  tunnels: number;
+  events: number;
+  logShare: number;
+  actors: PipelineFigure;
+  reference: PipelineFigure;
+  /** actors ÷ reference. */
+  ratio: number;
+  /** What reached the persister's queues during the actor run (proof that the effects ran). */
+  queued: { states: number; logs: number; configs: number };
+  idle: IdleFigure[];
+}
+
+const BASE_MS = Date.parse('2026-11-26T09:00:00.000Z');
+const URL_TAIL = '?log=debug&max=16&mode=1';
+const CONFIG_TAIL = '?block=0&dial=auto&dns=5m0s&log=debug&max=16&mode=1&notcp=0&noudp=0&proxy=0&rate=0&read=0s&slot=65536&type=0';
+
+const instanceIdOf = (t: number): string => (0x10000000 + t).toString(16);
+const goTime = (ms: number, nanos: number): string => new Date(ms).toISOString().replace('Z', `${String(nanos).padStart(6, '0')}Z`);
+
+/** One NodePass `instance` event as the master writes it (PROTOCOL §5), framed as SSE. */
+function sseEvent(type: string, ms: number, seq: number, tunnel: number, counters: number, logs: string): string {
+  const id = instanceIdOf(tunnel);
+  const port = 20000 + (tunnel % 40000);
+  const instance = {
+    id,
+    alias: `tunnel-${tunnel}`,
+    type: 'server',
+    status: 'running',
+    url: `server://127.0.0.1:${port}/127.0.0.1:${port + 1}${URL_TAIL}`,
+    config: `server://127.0.0.1:${port}/127.0.0.1:${port + 1}${CONFIG_TAIL}`,
+    restart: true,
+    meta: { peer: { sid: '', type: '', alias: '' }, tags: {} },
+    mode: 1,
+    ping: 3,
+    pool: 4,
+    tcps: 2,
+    udps: 0,
+    tcprx: counters,
+    tcptx: counters * 2,
+    udprx: 0,
+    udptx: 0,
+  };
+  const data = JSON.stringify({ type, time: goTime(ms, seq % 1_000_000), instance, logs });
+  return `event: instance\ndata: ${data}\n\n`;
+}
+
+function logLine(ms: number, seq: number): string {
+  const clock = new Date(ms).toISOString().replace('T', ' ').replace('Z', '');
+  return `${clock}  \u001b[32mINFO\u001b[0m  TCP connection ${seq} from 127.0.0.1:${40000 + (seq % 20000)} closed`;
+}
+
+/** Feeds SSE text for the synthetic fleet, in batches of generated events (generation is not timed). */
+class Workload {
+  private readonly counters: Float64Array;
+  seq = 0;
+
+  constructor(
+    readonly tunnels: number,
+    readonly tunnelsPerEndpoint: number,
+    readonly logShare: number,
+  ) {
+    this.counters = new Float64Array(tunnels);
+  }
+
+  get endpoints(): number {
+    return Math.ceil(this.tunnels / this.tunnelsPerEndpoint);
+  }
+
+  /** The `initial` snapshot of every endpoint, as SSE text per endpoint. */
+  initial(): string[] {
+    const out: string[] = [];
+    for (let e = 0; e < this.endpoints; e++) {
+      let text = 'retry: 3000\n\n';
+      const end = Math.min(this.tunnels, (e + 1) * this.tunnelsPerEndpoint);
+      for (let t = e * this.tunnelsPerEndpoint; t < end; t++) text += sseEvent('initial', BASE_MS, t, t, 0, '');
+      out.push(text);
+    }
+    return out;
+  }
+
+  /** The next `n` events, round-robin over the tunnels, as SSE text per endpoint (in arrival order). */
+  next(n: number): string[][] {
+    const perEndpoint: string[][] = Array.from({ length: this.endpoints }, () => []);
+    for (let i = 0; i < n; i++) {
+      const seq = this.seq++;
+      const t = seq % this.tunnels;
+      const ms = BASE_MS + 1_000 + seq; // strictly newer each time: nothing is stale
+      const isLog = (seq * 2654435761) % 1000 < this.logShare * 1000;
+      const text = isLog
+        ? sseEvent('log', ms, seq, t, this.counters[t]!, logLine(ms, seq))
+        : sseEvent('update', ms, seq, t, (this.counters[t]! += 1_000 + (seq % 7)), '');
+      perEndpoint[Math.floor(t / this.tunnelsPerEndpoint)]!.push(text);
+    }
+    return perEndpoint;
+  }
+}
+
+/** A store that is never reached: the bench never writes (the queues are emptied instead). */
+const unreachableStore = new Proxy({} as PersistenceStore, {
+  get: () => () => Promise.reject(new Error('the hot-path bench has no database')),
+});
+
+interface ActorPipeline {
+  feed(endpoint: number, text: string): void;
+  drainQueues(): void;
+  queued: { states: number; logs: number; configs: number };
+  stop(): void;
+  root: Actor<typeof fleetMachine>;
+}
+
+/** The real fleet → endpoint → tunnel actors with the persister's effects, fed through the real parser. */
+function startActorPipeline(endpoints: number, clock: SteppedClock): ActorPipeline {
+  const stats = new Stats();
+  const persister = new Persister(unreachableStore, stats, () => clock.now());
+  const tunnel = tunnelMachine.provide({ actions: persister.tunnelEffects });
+  const endpoint = endpointMachine.provide({
+    actors: { tunnel, eventStream: fromCallback(() => () => {}) },
+    actions: { persistOffline: persister.endpointEffects.persistOffline },
+  });
+  const fleet = fleetMachine.provide({ actors: { endpoint } });
+  const inputs: EndpointInput[] = Array.from({ length: endpoints }, (_, i) => ({ endpointId: i + 1, name: `bench-${i + 1}` }));
+  const root = createActor(fleet, { input: { endpoints: inputs }, clock });
+  root.subscribe({ error: (error) => { throw error; } });
+  root.start();
+  const refs = inputs.map((input) => root.getSnapshot().context.endpoints[String(input.endpointId)]!);
+  const now = () => clock.now();
+  const parsers = refs.map((ref) => {
+    const send = (event: EndpointEvent) => ref.send(event);
+    return new SseParser({
+      onEvent: (name, data) => deliverEvent(stats, now, send, parseNodePassPayload(data, name)),
+      onRetry: () => ref.send({ type: 'stream.opened', at: clock.now() }),
+    });
+  });
+  const queued = { states: 0, logs: 0, configs: 0 };
+  return {
+    root,
+    queued,
+    feed: (i, text) => parsers[i]!.feed(text),
+    drainQueues: () => {
+      queued.states += persister.stateQueue.take(Number.MAX_SAFE_INTEGER).length;
+      queued.logs += persister.logQueue.take(Number.MAX_SAFE_INTEGER).length;
+      queued.configs += persister.configQueue.take(Number.MAX_SAFE_INTEGER).length;
+    },
+    stop: () => root.stop(),
+  };
+}
+
+interface ReferenceTunnel {
+  status: string;
+  stateAt: number;
+  last: [number, number, number, number] | null;
+  traffic: [number, number, number, number];
+  logLines: number;
+}
+
+/** The reference: parser + JSON.parse + a Map of plain states with reset-safe deltas + arrays as batches. */
+function startReferencePipeline(endpoints: number) {
+  const tunnels = new Map<string, ReferenceTunnel>();
+  let stateBatch = new Map<string, ReferenceTunnel>();
+  let logBatch: Array<{ id: string; time: string; logs: string }> = [];
+  const queued = { states: 0, logs: 0, configs: 0 };
+  const parsers = Array.from({ length: endpoints }, (_, e) =>
+    new SseParser({
+      onEvent: (_name, data) => {
+        const raw = JSON.parse(data) as { type: string; time: string; instance: Record<string, any>; logs: string };
+        const inst = raw.instance;
+        const key = `${e + 1}/${inst['id']}`;
+        let t = tunnels.get(key);
+        if (!t) tunnels.set(key, (t = { status: inst['status'], stateAt: 0, last: null, traffic: [0, 0, 0, 0], logLines: 0 }));
+        if (raw.type === 'log') {
+          t.logLines++;
+          logBatch.push({ id: key, time: raw.time, logs: raw.logs });
+        }
+        const at = Date.parse(raw.time);
+        if (at < t.stateAt) return;
+        const now: [number, number, number, number] = [inst['tcprx'], inst['tcptx'], inst['udprx'], inst['udptx']];
+        if (t.last) for (let k = 0; k < 4; k++) t.traffic[k]! += now[k]! >= t.last[k]! ? now[k]! - t.last[k]! : now[k]!;
+        t.last = now;
+        t.stateAt = at;
+        t.status = inst['status'];
+        stateBatch.set(key, t);
+      },
+    }),
+  );
+  return {
+    tunnels,
+    queued,
+    feed: (i: number, text: string) => parsers[i]!.feed(text),
+    drainQueues: () => {
+      queued.states += stateBatch.size;
+      queued.logs += logBatch.length;
+      stateBatch = new Map();
+      logBatch = [];
+    },
+  };
+}
+
+function collectGarbage(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) return void (g(), g());
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  gc();
+}
+
+interface Pipeline {
+  feed(endpoint: number, text: string): void;
+  drainQueues(): void;
+}
+
+/** Feeds the workload's batches through a pipeline; only the feeding is timed. */
+function timeRun(pipeline: Pipeline, workload: Workload, events: number, batchSize: number, clock: SteppedClock | null): PipelineFigure {
+  let ms = 0;
+  let cpuUs = 0;
+  let done = 0;
+  while (done < events) {
+    const n = Math.min(batchSize, events - done);
+    const batch = workload.next(n);
+    if (clock) clock.advanceTo(BASE_MS + 1_000 + workload.seq);
+    // The generator's garbage is collected before the clock starts, so it is not billed to the pipeline.
+    collectGarbage();
+    const cpuStarted = process.cpuUsage();
+    const started = performance.now();
+    for (let e = 0; e < batch.length; e++) for (const text of batch[e]!) pipeline.feed(e, text);
+    ms += performance.now() - started;
+    const cpu = process.cpuUsage(cpuStarted);
+    cpuUs += cpu.user + cpu.system;
+    pipeline.drainQueues();
+    done += n;
+  }
+  return {
+    events,
+    ms: Math.round(ms),
+    eventsPerSecond: Math.round((events / ms) * 1000),
+    cpuMs: Math.round(cpuUs / 1000),
+    eventsPerCpuSecond: Math.round((events / cpuUs) * 1e6),
+  };
+}
+
+function measureIdle(tunnels: number, tunnelsPerEndpoint: number): IdleFigure {
+  const workload = new Workload(tunnels, tunnelsPerEndpoint, 0);
+  const snapshots = workload.initial();
+  collectGarbage();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const rssBefore = process.memoryUsage().rss;
+  const clock = new SteppedClock(BASE_MS);
+  const started = performance.now();
+  const pipeline = startActorPipeline(workload.endpoints, clock);
+  snapshots.forEach((text, e) => pipeline.feed(e, text));
+  // The snapshot ends after its quiet period; the tunnels then sit idle.
+  clock.advanceTo(BASE_MS + 5_000);
+  pipeline.drainQueues();
+  const spawnMs = performance.now() - started;
+  collectGarbage();
+  const heapAfter = process.memoryUsage().heapUsed;
+  const rssAfter = process.memoryUsage().rss;
+  const live = pipeline.root.getSnapshot().context.endpoints;
+  const count = Object.values(live).reduce((n, ref) => n + Object.keys(ref.getSnapshot().context.tunnels).length, 0);
+  if (count !== tunnels) throw new Error(`expected ${tunnels} tunnel actors, found ${count}`);
+  const figure = {
+    tunnels,
+    heapBytesPerTunnel: Math.round((heapAfter - heapBefore) / tunnels),
+    rssBytesPerTunnel: Math.round((rssAfter - rssBefore) / tunnels),
+    spawnMs: Math.round(spawnMs),
+  };
+  pipeline.stop();
+  return figure;
+}
+
+export function runHotPathBench(options: HotPathBenchOptions = {}): HotPathBenchResult {
+  const events = options.events ?? 200_000;
+  const tunnels = options.tunnels ?? 1_000;
+  const perEndpoint = options.tunnelsPerEndpoint ?? 500;
+  const logShare = options.logShare ?? 0.2;
+  const batchSize = options.batchSize ?? 20_000;
+  const rounds = options.rounds ?? 2;
+  const log = options.log ?? (() => {});
+
+  let best: { actors: PipelineFigure; reference: PipelineFigure; queued: HotPathBenchResult['queued'] } | null = null;
+  for (let round = 0; round < rounds; round++) {
+    // Actors.
+    const workload = new Workload(tunnels, perEndpoint, logShare);
+    const clock = new SteppedClock(BASE_MS);
+    const actors = startActorPipeline(workload.endpoints, clock);
+    workload.initial().forEach((text, e) => actors.feed(e, text));
+    actors.drainQueues();
+    const actorFigure = timeRun(actors, workload, events, batchSize, clock);
+    const queued = { ...actors.queued };
+    actors.stop();
+    collectGarbage();
+    // Reference, on the same input.
+    const refWorkload = new Workload(tunnels, perEndpoint, logShare);
+    const reference = startReferencePipeline(refWorkload.endpoints);
+    refWorkload.initial().forEach((text, e) => reference.feed(e, text));
+    reference.drainQueues();
+    const referenceFigure = timeRun(reference, refWorkload, events, batchSize, null);
+    collectGarbage();
+    log(
+      `round ${round + 1}: actors ${actorFigure.eventsPerSecond} events/s (${actorFigure.eventsPerCpuSecond} per CPU s), ` +
+        `reference ${referenceFigure.eventsPerSecond} events/s (${referenceFigure.eventsPerCpuSecond} per CPU s)`,
+    );
+    if (!best || actorFigure.eventsPerSecond > best.actors.eventsPerSecond) best = { actors: actorFigure, reference: referenceFigure, queued };
+    else if (referenceFigure.eventsPerSecond > best.reference.eventsPerSecond) best.reference = referenceFigure;
+  }
+
+  const idle: IdleFigure[] = [];
+  for (const n of options.idleTunnels ?? [10_000, 100_000]) {
+    if (n <= 0) continue;
+    const figure = measureIdle(n, perEndpoint);
+    log(`idle ${n}: ${figure.heapBytesPerTunnel} B heap, ${figure.rssBytesPerTunnel} B RSS per tunnel (spawned in ${figure.spawnMs} ms)`);
+    idle.push(figure);
+    collectGarbage();
+  }
+
+  return {
+    node: process.version,
+    tunnels,
+    events,
+    logShare,
+    actors: best!.actors,
+    reference: best!.reference,
+    ratio: Math.round((best!.actors.eventsPerSecond / best!.reference.eventsPerSecond) * 100) / 100,
+    queued: best!.queued,
+    idle,
+  };
+}
+
+function parseArgs(argv: string[]): HotPathBenchOptions & { json: boolean } {
+  const out: HotPathBenchOptions & { json: boolean } = { json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '--events') out.events = Number(value());
+    else if (arg === '--tunnels') out.tunnels = Number(value());
+    else if (arg === '--per-endpoint') out.tunnelsPerEndpoint = Number(value());
+    else if (arg === '--log-share') out.logShare = Number(value());
+    else if (arg === '--rounds') out.rounds = Number(value());
+    else if (arg === '--idle') out.idleTunnels = value().split(',').map(Number);
+    else if (arg === '--json') out.json = true;
+    else throw new Error(`unknown option ${arg}`);
+  }
+  return out;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { json, ...options } = parseArgs(process.argv.slice(2));
+  const result = runHotPathBench({ ...options, log: json ? undefined : (line) => process.stderr.write(`${line}\n`) });
+  process.stdout.write(`${JSON.stringify(result, null, json ? 0 : 2)}\n`);
+}
