@@ -16,8 +16,8 @@ import { SecretBox } from '../db/secret-box.js';
 import { ReferencePipeline, createReferenceTables } from './reference.js';
 import type { MemoryProbeInput, MemoryProbeResult } from './memory-child.js';
 import type { QueryProbeInput, QueryProbeResult } from './query-child.js';
-import { SimFleet, type LoadShape } from './sim-fleet.js';
-import { TunnelPulsePipeline } from './tunnelpulse-pipeline.js';
+import { SimFleet, stopAllSimulators, type LoadShape } from './sim-fleet.js';
+import { BENCH_PIPELINE_SETTINGS, TunnelPulsePipeline, type PipelineSettings } from './tunnelpulse-pipeline.js';
 
 export interface BenchOptions {
   endpoints: number;
@@ -32,8 +32,12 @@ export interface BenchOptions {
   queryRequestsPerSecond: number;
   /** Idle tunnels for the memory figures; empty: skip. */
   memoryTunnels: number[];
-  memoryEndpoints: number;
+  memoryTunnelsPerEndpoint: number;
+  /** Run every rate even after a pipeline failed to hold one (default: stop stepping that pipeline). */
+  everyRate?: boolean;
   databaseUrl: string | null;
+  /** TunnelPulse's batching knobs (from the configuration, as the service uses them). */
+  pipeline?: PipelineSettings;
   seed: string;
   progress?: (line: string) => void;
 }
@@ -64,7 +68,7 @@ export interface RunResult {
   statementsPer1000Events: number;
   latency: { log: LatencySummary; state: LatencySummary };
   /** Totals over the whole run (initial snapshot to EOF), for the consistency checks. */
-  totals: { framesSent: number; received: number; logEventsReceived: number; logRowsCommitted: number; rejected: number };
+  totals: { framesSent: number; received: number; logEventsReceived: number; logRowsCommitted: number; rejected: number; connections: number };
   consistent: boolean;
   drainSeconds: number;
   query?: QueryProbeResult;
@@ -84,9 +88,12 @@ export interface BenchReport {
     logShare: number;
     stepSeconds: number;
     durationSeconds: number;
+    pipeline: PipelineSettings;
   };
   runs: RunResult[];
   memory: MemoryProbeResult[];
+  /** Memory probes that failed (timed out, crashed): reported, not fatal. */
+  memoryErrors: string[];
   summary: {
     throughput: Comparison;
     highestHeldRate: Comparison;
@@ -160,8 +167,9 @@ function runChild<T>(script: string, input: unknown, nodeArgs: string[] = []): P
 
 interface BenchContext {
   db: Database;
-  endpointIds: number[];
   options: BenchOptions;
+  /** The one TunnelPulse pipeline, reused by every step (see tunnelpulse-pipeline.ts). */
+  tunnelpulse: TunnelPulsePipeline;
 }
 
 async function openBenchDatabase(options: BenchOptions): Promise<{ db: Database; schema: string | null }> {
@@ -196,11 +204,18 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
   const fleet = await SimFleet.start(shape);
   const logTable = pipelineKind === 'tunnelpulse' ? 'tunnel_logs' : 'bench_reference_logs';
   const logRowsBefore = await countRows(db, logTable);
-  const tp = pipelineKind === 'tunnelpulse' ? new TunnelPulsePipeline(db, ctx.endpointIds) : null;
+  const tp = pipelineKind === 'tunnelpulse' ? ctx.tunnelpulse : null;
   const ref = pipelineKind === 'reference' ? new ReferencePipeline(db.sql) : null;
   let error: string | undefined;
-  const received = () => (tp ? tp.received().total : ref!.received);
-  const byType = (): Record<string, number> => (tp ? tp.received().byType : ref!.receivedByType);
+  // TunnelPulse's counters run over the whole benchmark: this step reads differences from here.
+  const base = tp ? { ...tp.received(), byType: { ...tp.received().byType }, dbErrors: tp.stats.snapshot().databaseErrors } : null;
+  if (tp) for (const histogram of Object.values(tp.stats.commitLatency)) histogram.reset();
+  const received = () => (tp ? tp.received().total - base!.total : ref!.received);
+  const byType = (): Record<string, number> => {
+    if (!tp) return ref!.receivedByType;
+    const now = tp.received().byType;
+    return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - (base!.byType[k] ?? 0)]));
+  };
   const writes = () => {
     if (tp) {
       const s = tp.stats.snapshot();
@@ -218,7 +233,7 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
     return ref!.oldestPendingSince === null ? 0 : now - ref!.oldestPendingSince;
   };
   try {
-    if (tp && withQuery) await tp.listen();
+    if (tp && withQuery && !tp.http) await tp.listen();
     if (tp) tp.connect(fleet.masters);
     else ref!.connect(fleet.masters);
     // Warm-up: the initial snapshot (one frame per tunnel plus the API-key record per master) has arrived.
@@ -276,17 +291,19 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
     phase(allReceived ? 'every frame received' : `NOT every frame received (${received()}/${framesSent})`);
     const allCommitted = await until(() => (tp ? tp.pending : ref!.pending) === 0, drainBudgetMs);
     phase(allCommitted ? 'every row committed' : 'NOT every row committed');
-    if (tp) await tp.close();
-    else await ref!.close();
+    if (ref) await ref.close();
     if (!allReceived || !allCommitted) error = `not drained within ${drainBudgetMs / 1000} s`;
     const drainSeconds = (performance.now() - drainStarted) / 1000;
     if (ref?.error) error = ref.error.message;
-    if (tp && tp.stats.snapshot().databaseErrors > 0) error = `${tp.stats.snapshot().databaseErrors} database errors`;
+    const dbErrors = tp ? tp.stats.snapshot().databaseErrors - base!.dbErrors : 0;
+    if (dbErrors > 0) error = `${dbErrors} database errors`;
 
     const logEventsReceived = byType()['log'] ?? 0;
     const logRowsCommitted = (await countRows(db, logTable)) - logRowsBefore;
-    const rejected = tp ? tp.received().rejected : ref!.parseErrors;
-    const totals = { framesSent, received: received(), logEventsReceived, logRowsCommitted, rejected };
+    const rejected = tp ? tp.received().rejected - base!.rejected : ref!.parseErrors;
+    // More connections than masters: a stream was cut and reopened, and frames in flight were lost with it.
+    const connections = tp ? tp.received().connections - base!.connections : ref!.connections;
+    const totals = { framesSent, received: received(), logEventsReceived, logRowsCommitted, rejected, connections };
     const latency = tp
       ? { log: summary(tp.stats.commitLatency.log), state: summary(tp.stats.commitLatency.state) }
       : { log: summary(ref!.latency.log), state: summary(ref!.latency.state) };
@@ -312,7 +329,6 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
     };
   } catch (caught) {
     await fleet.stop();
-    if (tp) await tp.close().catch(() => undefined);
     if (ref) await ref.close().catch(() => undefined);
     throw caught;
   }
@@ -322,48 +338,71 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const started = Date.now();
   const say = options.progress ?? (() => undefined);
   const { db, schema } = await openBenchDatabase(options);
+  // Interrupted (Ctrl-C): stop the simulator processes and drop the benchmark's schema before leaving.
+  const interrupted = (signal: NodeJS.Signals) => {
+    say(`${signal}: stopping the simulators and dropping the benchmark schema…`);
+    void stopAllSimulators()
+      .then(() => (schema ? db.sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`) : undefined))
+      .finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const runs: RunResult[] = [];
   const memory: MemoryProbeResult[] = [];
+  const memoryErrors: string[] = [];
   try {
     await migrate(db.sql);
     await createReferenceTables(db.sql);
     const repo = new EndpointsRepo(db, new SecretBox(randomBytes(32)));
     const endpointIds: number[] = [];
     for (let i = 0; i < options.endpoints; i++) endpointIds.push((await repo.create({ name: `bench-${i + 1}`, url: 'http://127.0.0.1:1/api', apiKey: '0'.repeat(32) })).id);
-    const ctx: BenchContext = { db, endpointIds, options };
+    const ctx: BenchContext = { db, options, tunnelpulse: new TunnelPulsePipeline(db, endpointIds, options.pipeline ?? BENCH_PIPELINE_SETTINGS) };
 
     const queryStep = options.rates.reduce((best, r) => (Math.abs(r - options.queryRate) < Math.abs(best - options.queryRate) ? r : best), options.rates[0]!);
     const stillHolding = { tunnelpulse: true, reference: true };
     for (const rate of options.rates) {
       for (const kind of ['reference', 'tunnelpulse'] as const) {
         // Past the first rate a pipeline failed to hold, higher ones tell nothing new (except the query step).
-        if (!stillHolding[kind] && !(kind === 'tunnelpulse' && rate === queryStep)) continue;
+        if (!options.everyRate && !stillHolding[kind] && !(kind === 'tunnelpulse' && rate === queryStep)) continue;
         say(`${kind}: ${rate} events/s offered, ${options.endpoints}×${options.tunnelsPerEndpoint} tunnels, ${options.stepSeconds} s…`);
         const run = await runStep(ctx, kind, rate, kind === 'tunnelpulse' && rate === queryStep);
         runs.push(run);
         if (!run.held) stillHolding[kind] = false;
         say(`  ${run.throughput} events/s, backlog growth ${run.backlogGrowth}, held ${run.held}, log p99 ${run.latency.log.p99Ms} ms, consistent ${run.consistent}`);
       }
-      if (!stillHolding.tunnelpulse && !stillHolding.reference && rate >= queryStep) break;
+      if (!options.everyRate && !stillHolding.tunnelpulse && !stillHolding.reference && rate >= queryStep) break;
     }
+
+    await ctx.tunnelpulse.close();
 
     for (const tunnels of options.memoryTunnels) {
       for (const pipeline of ['reference', 'tunnelpulse'] as const) {
         say(`memory: ${pipeline}, ${tunnels} idle tunnels…`);
-        const input: MemoryProbeInput = { pipeline, tunnels, endpoints: options.memoryEndpoints, databaseUrl: options.databaseUrl, processes: options.processes, seed: `${options.seed}/memory` };
-        const result = await runChild<MemoryProbeResult>('./memory-child.js', input, ['--expose-gc']);
-        memory.push(result);
-        say(`  ${result.rssBytesPerTunnel} B RSS, ${result.heapBytesPerTunnel} B heap per tunnel`);
+        // 1,000 tunnels per master (within 1–100 masters), as in the load steps: a realistic fleet shape.
+        const endpoints = Math.min(100, Math.max(1, Math.round(tunnels / options.memoryTunnelsPerEndpoint)));
+        const input: MemoryProbeInput = { pipeline, tunnels, endpoints, databaseUrl: options.databaseUrl, processes: options.processes, seed: `${options.seed}/memory` };
+        try {
+          const result = await runChild<MemoryProbeResult>('./memory-child.js', input, ['--expose-gc']);
+          memory.push(result);
+          say(`  ${result.rssBytesPerTunnel} B RSS, ${result.heapBytesPerTunnel} B heap per tunnel (${result.seconds} s)`);
+        } catch (error) {
+          // Reported, not fatal: the other figures are still worth having.
+          memoryErrors.push(`${pipeline} at ${tunnels} tunnels: ${(error as Error).message.slice(0, 500)}`);
+          say(`  failed: ${(error as Error).message.slice(0, 200)}`);
+        }
       }
     }
   } finally {
-    if (schema) await db.sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+    await stopAllSimulators();
+    if (schema) await db.sql.unsafe(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch((e: Error) => say(`could not drop schema ${schema}: ${e.message}`));
     await db.close();
   }
-  return buildReport(options, runs, memory, db.kind, (Date.now() - started) / 1000);
+  return { ...buildReport(options, runs, memory, db.kind, (Date.now() - started) / 1000), memoryErrors };
 }
 
-function buildReport(options: BenchOptions, runs: RunResult[], memory: MemoryProbeResult[], database: 'server' | 'embedded', durationSeconds: number): BenchReport {
+function buildReport(options: BenchOptions, runs: RunResult[], memory: MemoryProbeResult[], database: 'server' | 'embedded', durationSeconds: number): Omit<BenchReport, 'memoryErrors'> {
   const of = (kind: RunResult['pipeline']) => runs.filter((r) => r.pipeline === kind);
   const bestHeld = (kind: RunResult['pipeline']) => of(kind).filter((r) => r.held).sort((a, b) => b.offeredRate - a.offeredRate)[0];
   const maxThroughput = (kind: RunResult['pipeline']) => Math.max(0, ...of(kind).map((r) => r.throughput));
@@ -441,6 +480,7 @@ function buildReport(options: BenchOptions, runs: RunResult[], memory: MemoryPro
       logShare: options.logShare,
       stepSeconds: options.stepSeconds,
       durationSeconds: Math.round(durationSeconds),
+      pipeline: options.pipeline ?? BENCH_PIPELINE_SETTINGS,
     },
     runs,
     memory,

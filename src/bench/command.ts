@@ -3,7 +3,7 @@
  * JSON object with `--json`. `--quick` keeps the whole run under two minutes.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { loadConfig } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import { runBench, type BenchOptions, type BenchReport, type Comparison } from './bench.js';
 
 interface BenchCommandOptions {
@@ -19,6 +19,7 @@ interface BenchCommandOptions {
   seed: string;
   quick: boolean;
   json: boolean;
+  everyRate: boolean;
 }
 
 function positiveInt(value: string): number {
@@ -39,7 +40,8 @@ function share(value: string): number {
 }
 
 /** Full run and quick run defaults; explicit options win over both. */
-export function benchOptionsFrom(opts: BenchCommandOptions, databaseUrl: string | null, progress?: (line: string) => void): BenchOptions {
+export function benchOptionsFrom(opts: BenchCommandOptions, config: Pick<Config, 'databaseUrl' | 'logBatchSize' | 'logFlushMs' | 'stateFlushMs' | 'logDailyCap'>, progress?: (line: string) => void): BenchOptions {
+  const databaseUrl = config.databaseUrl;
   const quick = opts.quick;
   return {
     endpoints: opts.endpoints ?? 10,
@@ -50,9 +52,12 @@ export function benchOptionsFrom(opts: BenchCommandOptions, databaseUrl: string 
     processes: opts.processes,
     queryRate: opts.queryRate,
     queryRequestsPerSecond: opts.queryRps,
-    memoryTunnels: opts.memory ?? [10_000, 100_000],
-    memoryEndpoints: 10,
+    // Quick: 10k only; 100k idle tunnels take minutes to build on a busy 2-core machine.
+    memoryTunnels: opts.memory ?? (quick ? [10_000] : [10_000, 100_000]),
+    memoryTunnelsPerEndpoint: 1_000,
+    everyRate: opts.everyRate,
     databaseUrl,
+    pipeline: { logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs, logDailyCap: config.logDailyCap },
     seed: opts.seed,
     progress,
   };
@@ -69,16 +74,18 @@ export function registerBenchCommand(program: Command): Command {
     .option('--processes <n>', 'simulator processes', positiveInt, 2)
     .option('--query-rate <n>', 'offered rate during which the tunnel-state query is measured (nearest step)', positiveInt, 20_000)
     .option('--query-rps <n>', 'tunnel-state queries per second', positiveInt, 200)
-    .option('--memory <list>', 'idle tunnels for the memory figures, or "none" (default 10000,100000)', intList)
+    .option('--memory <list>', 'idle tunnels for the memory figures, or "none" (default 10000,100000; quick 10000)', intList)
     .option('--log-share <x>', 'share of log lines in the offered events', share, 0.2)
     .option('--seed <seed>', 'simulator seed', 'bench')
+    .option('--every-rate', 'run every rate even after a pipeline fell behind at a lower one', false)
     .option('--quick', 'a run under two minutes (2 rates, 5 s windows)', false)
     .option('--json', 'print the report as one JSON object', false)
     .action(async (opts: BenchCommandOptions) => {
       const config = loadConfig();
       const progress = (line: string) => void process.stderr.write(`${line}\n`);
-      const report = await runBench(benchOptionsFrom(opts, config.databaseUrl, progress));
-      process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : formatBenchReport(report));
+      const report = await runBench(benchOptionsFrom(opts, config, progress));
+      // Exits once written: the measured actor system is left running rather than stopped (see tunnelpulse-pipeline.ts).
+      process.stdout.write(opts.json ? JSON.stringify(report) + '\n' : formatBenchReport(report), () => process.exit(0));
     });
 }
 
@@ -95,7 +102,8 @@ export function formatBenchReport(report: BenchReport): string {
   const m = report.meta;
   const out: string[] = [];
   out.push(`TunnelPulse bench ${m.date}  commit ${m.commit}  Node ${m.node}  ${m.cpus} CPUs  load ${m.loadAverage.join(' ')}`);
-  out.push(`database: ${m.database}  load: ${m.endpoints} masters × ${m.tunnelsPerEndpoint} tunnels, ${Math.round(m.logShare * 100)} % log lines, ${m.stepSeconds} s windows  (took ${m.durationSeconds} s)`, '');
+  out.push(`database: ${m.database}  load: ${m.endpoints} masters × ${m.tunnelsPerEndpoint} tunnels, ${Math.round(m.logShare * 100)} % log lines, ${m.stepSeconds} s windows  (took ${m.durationSeconds} s)`);
+  out.push(`TunnelPulse settings: log batch ${m.pipeline.logBatchSize} rows / ${m.pipeline.logFlushMs} ms, state flush ${m.pipeline.stateFlushMs} ms`, '');
   out.push(
     ...table(
       ['pipeline', 'offered/s', 'produced/s', 'received/s', 'backlog +', 'held', 'stmts/1k upd', 'rows/1k upd', 'log p50/p99 ms', 'state p50/p99 ms', 'consistent'],
@@ -137,6 +145,8 @@ export function formatBenchReport(report: BenchReport): string {
     ]),
     '',
   );
+  for (const e of report.memoryErrors) out.push(`memory probe failed: ${e}`);
+  if (report.memoryErrors.length) out.push('');
   out.push(...table(['target', 'wanted', 'measured', 'holds'], report.targets.map((t) => [t.name, t.target, t.value, t.holds === null ? 'n/a' : t.holds ? 'yes' : 'NO'])));
   out.push('', report.consistent ? 'counts consistent: every frame sent was received, every log line received was committed' : 'COUNTS INCONSISTENT: see the table above');
   return out.join('\n') + '\n';

@@ -9,7 +9,7 @@
  * Run `node dist/src/bench/hot-path.js [--events N] [--tunnels M] [--idle 10000,100000] [--json]`, or call
  * `runHotPathBench(options)` (the `tunnelpulse bench` command does). Speed belongs here, never in unit tests.
  */
-import { performance } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -22,7 +22,8 @@ import { Persister, type PersistenceStore } from '../persistence/persister.js';
 import { parseNodePassPayload } from '../protocol/events.js';
 import { SseParser } from '../protocol/sse-parser.js';
 import { SteppedClock } from '../runtime/stepped-clock.js';
-import { Stats, deliverEvent } from '../runtime/stats.js';
+import { EventDelivery } from '../runtime/delivery.js';
+import { Stats } from '../runtime/stats.js';
 
 export interface HotPathBenchOptions {
   /** Events fed through the pipeline (after the initial snapshot). */
@@ -39,6 +40,12 @@ export interface HotPathBenchOptions {
   batchSize?: number;
   /** Runs of each pipeline; the best is reported (the machine is shared and noisy). */
   rounds?: number;
+  /**
+   * Events per socket chunk: the runtime hands a chunk's instance events to the endpoint as one batch
+   * (src/runtime/delivery.ts). 1 (or `batching: false`): one event at a time.
+   */
+  chunkEvents?: number;
+  batching?: boolean;
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -51,6 +58,8 @@ export interface PipelineFigure {
   /** CPU time of the process over the feeding (steadier than wall time on a shared machine). */
   cpuMs: number;
   eventsPerCpuSecond: number;
+  /** Garbage-collection pauses during the feeding. */
+  gcMs: number;
 }
 
 export interface IdleFigure {
@@ -65,6 +74,8 @@ export interface HotPathBenchResult {
   tunnels: number;
   events: number;
   logShare: number;
+  chunkEvents: number;
+  batching: boolean;
   actors: PipelineFigure;
   reference: PipelineFigure;
   /** actors ÷ reference. */
@@ -164,16 +175,14 @@ const unreachableStore = new Proxy({} as PersistenceStore, {
   get: () => () => Promise.reject(new Error('the hot-path bench has no database')),
 });
 
-interface ActorPipeline {
-  feed(endpoint: number, text: string): void;
-  drainQueues(): void;
+interface ActorPipeline extends Pipeline {
   queued: { states: number; logs: number; configs: number };
   stop(): void;
   root: Actor<typeof fleetMachine>;
 }
 
 /** The real fleet → endpoint → tunnel actors with the persister's effects, fed through the real parser. */
-function startActorPipeline(endpoints: number, clock: SteppedClock): ActorPipeline {
+function startActorPipeline(endpoints: number, clock: SteppedClock, chunkEvents = 64, batching = true): ActorPipeline {
   const stats = new Stats();
   const persister = new Persister(unreachableStore, stats, () => clock.now());
   const tunnel = tunnelMachine.provide({ actions: persister.tunnelEffects });
@@ -188,18 +197,25 @@ function startActorPipeline(endpoints: number, clock: SteppedClock): ActorPipeli
   root.start();
   const refs = inputs.map((input) => root.getSnapshot().context.endpoints[String(input.endpointId)]!);
   const now = () => clock.now();
-  const parsers = refs.map((ref) => {
-    const send = (event: EndpointEvent) => ref.send(event);
+  const deliveries = refs.map((ref) => new EventDelivery(stats, now, (event: EndpointEvent) => ref.send(event), batching));
+  const parsers = refs.map((ref, i) => {
+    const delivery = deliveries[i]!;
     return new SseParser({
-      onEvent: (name, data) => deliverEvent(stats, now, send, parseNodePassPayload(data, name)),
+      onEvent: (name, data) => delivery.deliver(parseNodePassPayload(data, name)),
       onRetry: () => ref.send({ type: 'stream.opened', at: clock.now() }),
     });
   });
+  // The end of a socket chunk, where the runtime's delivery hands its batch over (a microtask there).
+  const fed = refs.map(() => 0);
   const queued = { states: 0, logs: 0, configs: 0 };
   return {
     root,
     queued,
-    feed: (i, text) => parsers[i]!.feed(text),
+    feed: (i, text) => {
+      parsers[i]!.feed(text);
+      if (++fed[i]! % chunkEvents === 0) deliveries[i]!.flush();
+    },
+    endBatch: () => deliveries.forEach((d) => d.flush()),
     drainQueues: () => {
       queued.states += persister.stateQueue.take(Number.MAX_SAFE_INTEGER).length;
       queued.logs += persister.logQueue.take(Number.MAX_SAFE_INTEGER).length;
@@ -250,6 +266,7 @@ function startReferencePipeline(endpoints: number) {
     tunnels,
     queued,
     feed: (i: number, text: string) => parsers[i]!.feed(text),
+    endBatch: () => {},
     drainQueues: () => {
       queued.states += stateBatch.size;
       queued.logs += logBatch.length;
@@ -270,13 +287,22 @@ function collectGarbage(): void {
 
 interface Pipeline {
   feed(endpoint: number, text: string): void;
+  /** End of the timed batch: anything still gathered is handed over (inside the timed window). */
+  endBatch(): void;
   drainQueues(): void;
 }
 
 /** Feeds the workload's batches through a pipeline; only the feeding is timed. */
-function timeRun(pipeline: Pipeline, workload: Workload, events: number, batchSize: number, clock: SteppedClock | null): PipelineFigure {
+async function timeRun(pipeline: Pipeline, workload: Workload, events: number, batchSize: number, clock: SteppedClock | null): Promise<PipelineFigure> {
   let ms = 0;
   let cpuUs = 0;
+  // GC pauses are reported asynchronously: keep the timed windows and the entries, and match them at the end.
+  const windows: Array<[number, number]> = [];
+  const pauses: Array<[number, number]> = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push([entry.startTime, entry.duration]);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   let done = 0;
   while (done < events) {
     const n = Math.min(batchSize, events - done);
@@ -287,18 +313,26 @@ function timeRun(pipeline: Pipeline, workload: Workload, events: number, batchSi
     const cpuStarted = process.cpuUsage();
     const started = performance.now();
     for (let e = 0; e < batch.length; e++) for (const text of batch[e]!) pipeline.feed(e, text);
-    ms += performance.now() - started;
+    pipeline.endBatch();
+    const ended = performance.now();
+    ms += ended - started;
+    windows.push([started, ended]);
     const cpu = process.cpuUsage(cpuStarted);
     cpuUs += cpu.user + cpu.system;
     pipeline.drainQueues();
     done += n;
   }
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  gcObserver.disconnect();
+  let gcMs = 0;
+  for (const [start, duration] of pauses) if (windows.some(([a, b]) => start >= a && start < b)) gcMs += duration;
   return {
     events,
     ms: Math.round(ms),
     eventsPerSecond: Math.round((events / ms) * 1000),
     cpuMs: Math.round(cpuUs / 1000),
     eventsPerCpuSecond: Math.round((events / cpuUs) * 1e6),
+    gcMs: Math.round(gcMs),
   };
 }
 
@@ -312,6 +346,7 @@ function measureIdle(tunnels: number, tunnelsPerEndpoint: number): IdleFigure {
   const started = performance.now();
   const pipeline = startActorPipeline(workload.endpoints, clock);
   snapshots.forEach((text, e) => pipeline.feed(e, text));
+  pipeline.endBatch();
   // The snapshot ends after its quiet period; the tunnels then sit idle.
   clock.advanceTo(BASE_MS + 5_000);
   pipeline.drainQueues();
@@ -332,13 +367,15 @@ function measureIdle(tunnels: number, tunnelsPerEndpoint: number): IdleFigure {
   return figure;
 }
 
-export function runHotPathBench(options: HotPathBenchOptions = {}): HotPathBenchResult {
+export async function runHotPathBench(options: HotPathBenchOptions = {}): Promise<HotPathBenchResult> {
   const events = options.events ?? 200_000;
   const tunnels = options.tunnels ?? 1_000;
   const perEndpoint = options.tunnelsPerEndpoint ?? 500;
   const logShare = options.logShare ?? 0.2;
   const batchSize = options.batchSize ?? 20_000;
   const rounds = options.rounds ?? 2;
+  const batching = options.batching ?? true;
+  const chunkEvents = batching ? Math.max(1, options.chunkEvents ?? 64) : 1;
   const log = options.log ?? (() => {});
 
   let best: { actors: PipelineFigure; reference: PipelineFigure; queued: HotPathBenchResult['queued'] } | null = null;
@@ -346,10 +383,11 @@ export function runHotPathBench(options: HotPathBenchOptions = {}): HotPathBench
     // Actors.
     const workload = new Workload(tunnels, perEndpoint, logShare);
     const clock = new SteppedClock(BASE_MS);
-    const actors = startActorPipeline(workload.endpoints, clock);
+    const actors = startActorPipeline(workload.endpoints, clock, chunkEvents, batching);
     workload.initial().forEach((text, e) => actors.feed(e, text));
+    actors.endBatch();
     actors.drainQueues();
-    const actorFigure = timeRun(actors, workload, events, batchSize, clock);
+    const actorFigure = await timeRun(actors, workload, events, batchSize, clock);
     const queued = { ...actors.queued };
     actors.stop();
     collectGarbage();
@@ -358,11 +396,12 @@ export function runHotPathBench(options: HotPathBenchOptions = {}): HotPathBench
     const reference = startReferencePipeline(refWorkload.endpoints);
     refWorkload.initial().forEach((text, e) => reference.feed(e, text));
     reference.drainQueues();
-    const referenceFigure = timeRun(reference, refWorkload, events, batchSize, null);
+    const referenceFigure = await timeRun(reference, refWorkload, events, batchSize, null);
     collectGarbage();
     log(
-      `round ${round + 1}: actors ${actorFigure.eventsPerSecond} events/s (${actorFigure.eventsPerCpuSecond} per CPU s), ` +
-        `reference ${referenceFigure.eventsPerSecond} events/s (${referenceFigure.eventsPerCpuSecond} per CPU s)`,
+      `round ${round + 1}: actors ${actorFigure.eventsPerSecond} events/s (${actorFigure.eventsPerCpuSecond} per CPU s, ` +
+        `GC ${actorFigure.gcMs} of ${actorFigure.ms} ms), reference ${referenceFigure.eventsPerSecond} events/s ` +
+        `(${referenceFigure.eventsPerCpuSecond} per CPU s, GC ${referenceFigure.gcMs} of ${referenceFigure.ms} ms)`,
     );
     if (!best || actorFigure.eventsPerSecond > best.actors.eventsPerSecond) best = { actors: actorFigure, reference: referenceFigure, queued };
     else if (referenceFigure.eventsPerSecond > best.reference.eventsPerSecond) best.reference = referenceFigure;
@@ -382,6 +421,8 @@ export function runHotPathBench(options: HotPathBenchOptions = {}): HotPathBench
     tunnels,
     events,
     logShare,
+    chunkEvents,
+    batching,
     actors: best!.actors,
     reference: best!.reference,
     ratio: Math.round((best!.actors.eventsPerSecond / best!.reference.eventsPerSecond) * 100) / 100,
@@ -404,6 +445,8 @@ function parseArgs(argv: string[]): HotPathBenchOptions & { json: boolean } {
     else if (arg === '--per-endpoint') out.tunnelsPerEndpoint = Number(value());
     else if (arg === '--log-share') out.logShare = Number(value());
     else if (arg === '--rounds') out.rounds = Number(value());
+    else if (arg === '--chunk') out.chunkEvents = Number(value());
+    else if (arg === '--no-batching') out.batching = false;
     else if (arg === '--idle') out.idleTunnels = value().split(',').map(Number);
     else if (arg === '--json') out.json = true;
     else throw new Error(`unknown option ${arg}`);
@@ -413,6 +456,6 @@ function parseArgs(argv: string[]): HotPathBenchOptions & { json: boolean } {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { json, ...options } = parseArgs(process.argv.slice(2));
-  const result = runHotPathBench({ ...options, log: json ? undefined : (line) => process.stderr.write(`${line}\n`) });
+  const result = await runHotPathBench({ ...options, log: json ? undefined : (line) => process.stderr.write(`${line}\n`) });
   process.stdout.write(`${JSON.stringify(result, null, json ? 0 : 2)}\n`);
 }

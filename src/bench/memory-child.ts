@@ -77,7 +77,7 @@ export async function measureMemory(input: MemoryProbeInput): Promise<MemoryProb
       const pipeline = new TunnelPulsePipeline(db, ids);
       before = await settle();
       pipeline.connect(fleet.masters);
-      await until('every tunnel', () => pipeline.received().tunnels >= total, 600_000);
+      await until("every tunnel", () => pipeline.received().tunnels >= total, 900_000);
       await until('every row written', () => pipeline.pending === 0, 600_000);
       after = await settle();
       held = pipeline.received().tunnels;

@@ -47,6 +47,7 @@ export class ReferencePipeline {
   received = 0;
   readonly receivedByType: Record<string, number> = {};
   parseErrors = 0;
+  connections = 0;
   statements = 0;
   rows = 0;
   logRows = 0;
@@ -98,6 +99,7 @@ export class ReferencePipeline {
     const req = request(`${master.apiBase}/events`, { headers: { 'X-API-Key': master.apiKey, Accept: 'text/event-stream' }, agent: false });
     req.on('response', (res) => {
       this.open++;
+      this.connections++;
       res.on('data', (chunk: Buffer) => parser.feed(chunk));
       res.on('close', () => this.open--);
     });

@@ -87,15 +87,23 @@ class SimChild {
   }
 }
 
+/** Every simulator process still running, so an interrupted benchmark can stop them (see `stopAllSimulators`). */
+const live = new Set<SimFleet>();
+
+export async function stopAllSimulators(): Promise<void> {
+  await Promise.all([...live].map((f) => f.stop()));
+}
+
 /** The simulator processes of one load step. */
 export class SimFleet {
   private constructor(
     private readonly children: SimChild[],
     readonly settings: ReturnType<typeof simulatorSettings>,
+    private readonly stopTimeoutMs: number,
   ) {}
 
   /** `idle`: tunnels that never report and log nothing (memory measurements); `rate` is ignored then. */
-  static async start(shape: LoadShape, options: { statsEveryMs?: number; timeoutMs?: number; idle?: boolean } = {}): Promise<SimFleet> {
+  static async start(shape: LoadShape, options: { statsEveryMs?: number; timeoutMs?: number; idle?: boolean; shutdownGraceMs?: number } = {}): Promise<SimFleet> {
     const settings = options.idle ? { intervalMs: 1_000_000_000, logRate: 0, offeredUpdates: 0, offeredLogs: 0 } : simulatorSettings(shape);
     const processes = Math.max(1, Math.min(shape.processes, shape.endpoints));
     const children: SimChild[] = [];
@@ -110,10 +118,13 @@ export class SimFleet {
         '--seed', `${shape.seed}/p${p}`,
         '--stats-every', String(options.statsEveryMs ?? 250),
         '--spread-logs',
+        // A slow reader still gets every frame the simulator counted as sent, so the counts can be exact.
+        '--shutdown-grace', String(options.shutdownGraceMs ?? 60_000),
       ];
       children.push(new SimChild(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })));
     }
-    const fleet = new SimFleet(children, settings);
+    const fleet = new SimFleet(children, settings, (options.shutdownGraceMs ?? 60_000) + 10_000);
+    live.add(fleet);
     try {
       await Promise.all(children.map((c) => c.start(options.timeoutMs ?? 30_000)));
     } catch (error) {
@@ -151,7 +162,8 @@ export class SimFleet {
 
   /** SIGTERM to every child; returns the summed final counts (null if a child died without them). */
   async stop(): Promise<{ framesSent: number; eventsByType: Record<string, number> } | null> {
-    const finals = await Promise.all(this.children.map((c) => c.stop(10_000)));
+    live.delete(this);
+    const finals = await Promise.all(this.children.map((c) => c.stop(this.stopTimeoutMs)));
     if (finals.some((f) => f === null)) return null;
     const eventsByType: Record<string, number> = {};
     for (const f of finals) for (const [k, v] of Object.entries(f!.eventsByType)) eventsByType[k] = (eventsByType[k] ?? 0) + v;

@@ -69,18 +69,20 @@ export class TunnelPulsePipeline {
   }
 
   /** Events the endpoint actors counted, in total and by NodePass type (the API-key record's included). */
-  received(): { total: number; byType: Record<string, number>; rejected: number; tunnels: number } {
+  received(): { total: number; byType: Record<string, number>; rejected: number; tunnels: number; connections: number } {
+    let connections = 0;
     let total = 0;
     let rejected = 0;
     let tunnels = 0;
     const byType: Record<string, number> = {};
     for (const e of this.runtime.endpoints()) {
       total += e.events.total;
+      connections += e.connections;
       rejected += e.events.rejected;
       tunnels += Object.keys(e.tunnels).length;
       for (const [k, v] of Object.entries(e.events.byType)) byType[k] = (byType[k] ?? 0) + v;
     }
-    return { total, byType, rejected, tunnels };
+    return { total, byType, rejected, tunnels, connections };
   }
 
   get pending(): number {

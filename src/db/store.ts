@@ -675,7 +675,13 @@ export function latestPerTunnel<T extends TunnelKey & { at: number }>(records: r
     const current = latest.get(key);
     if (!current || current.at <= record.at) latest.set(key, record);
   }
-  return [...latest.values()];
+  // In key order: two transactions touching the same tunnels (a retry beside a write that hung and resumed)
+  // then lock the rows in the same order and cannot deadlock.
+  return [...latest.values()].sort(compareTunnelKeys);
+}
+
+function compareTunnelKeys(a: TunnelKey, b: TunnelKey): number {
+  return a.endpointId - b.endpointId || (a.instanceId < b.instanceId ? -1 : a.instanceId > b.instanceId ? 1 : 0);
 }
 
 /** One bucket per (tunnel, hour), each counter the largest seen (buckets only grow). */
@@ -700,7 +706,7 @@ export function mergeBuckets(buckets: readonly HourBucketRecord[]): HourBucketRe
         : bucket,
     );
   }
-  return [...merged.values()];
+  return [...merged.values()].sort((a, b) => compareTunnelKeys(a, b) || a.hour - b.hour);
 }
 
 /** One record per (endpoint, from): a close beats an open, the first non-empty reason is kept. */

@@ -134,6 +134,22 @@ export const EndpointView = Type.Object({
     sinceLastEventMs: Nullable(Type.Number({ description: 'now − last event received' })),
     eventDelayMs: Nullable(Type.Number({ description: 'receipt time − event time of the latest applied tunnel event' })),
   }),
+  liveness: Type.Object(
+    {
+      probes: Type.Integer({ description: 'probes of a quiet stream (GET /info + GET /instances)' }),
+      probeFailures: Type.Integer(),
+      probeMismatches: Type.Integer({ description: 'probes whose listing showed changes the silent stream had not carried' }),
+      halfOpenReplaced: Type.Integer({ description: 'streams replaced as half-open' }),
+      reconciliations: Type.Integer({ description: 'periodic GET /instances reconciliations' }),
+      reconcileFailures: Type.Integer(),
+      corrected: Type.Integer({ description: 'tunnels corrected from a listing (events lost upstream)' }),
+      tombstoned: Type.Integer({ description: 'tunnels deleted because the master no longer listed them' }),
+      infoFailures: Type.Integer(),
+      lastProbeAt: Nullable(IsoTime),
+      lastReconcileAt: Nullable(IsoTime),
+    },
+    { description: 'liveness and reconciliation counters (docs/actors.md)' },
+  ),
 });
 export type EndpointView = Static<typeof EndpointView>;
 

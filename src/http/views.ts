@@ -83,6 +83,19 @@ export function endpointView(
       sinceLastEventMs: lastEventAt === null ? null : Math.max(0, now - lastEventAt),
       eventDelayMs: latest ? latest.updatedAt - latest.stateAt : null,
     },
+    liveness: {
+      probes: e?.liveness.probes ?? 0,
+      probeFailures: e?.liveness.probeFailures ?? 0,
+      probeMismatches: e?.liveness.probeMismatches ?? 0,
+      halfOpenReplaced: e?.liveness.halfOpenReplaced ?? 0,
+      reconciliations: e?.liveness.reconciliations ?? 0,
+      reconcileFailures: e?.liveness.reconcileFailures ?? 0,
+      corrected: e?.liveness.corrected ?? 0,
+      tombstoned: e?.liveness.tombstoned ?? 0,
+      infoFailures: e?.liveness.infoFailures ?? 0,
+      lastProbeAt: isoOrNull(e?.liveness.lastProbeAt),
+      lastReconcileAt: isoOrNull(e?.liveness.lastReconcileAt),
+    },
   };
 }
 

@@ -6,7 +6,7 @@
  * - `SpillingQueue`: a FIFO (log lines, configuration changes) with a memory cap; past the cap, new items
  *   go to an append-only file and come back, in order, as the queue drains. Nothing is dropped.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export class CoalescingQueue<V> {
@@ -161,7 +161,8 @@ export class SpillingQueue<T> {
     this.outstanding.clear();
     this.outstandingItems = 0;
     if (inMemory.length === 0) return true;
-    const unread = this.spilled > 0 && existsSync(path) ? readFileSync(path, 'utf8').slice(this.spillReadOffset) : '';
+    // The offset counts bytes: slice the bytes, not the decoded string (log lines are not all ASCII).
+    const unread = this.spilled > 0 && existsSync(path) ? readFileSync(path).subarray(this.spillReadOffset).toString('utf8') : '';
     const head = inMemory.map((e) => JSON.stringify({ since: e.since ?? now, item: e.item })).join('\n') + '\n';
     mkdirSync(dirname(path), { recursive: true });
     // Written beside and renamed over, so a crash now leaves either the old file or the whole new one.
@@ -178,27 +179,50 @@ export class SpillingQueue<T> {
   /** Moves up to one memory-cap's worth of spilled items back into memory, in order. */
   private readBackSpill(): void {
     const path = this.options.spillPath!;
-    const text = readFileSync(path, 'utf8');
-    const lines = text.slice(this.spillReadOffset).split('\n');
-    let consumed = 0;
-    let bytes = 0;
-    this.memory = [];
-    this.head = 0;
     // Room left under the cap (a batch out with a writer still counts); at least one item, so draining progresses.
     const room = Math.max(1, this.options.memoryCap - this.outstandingItems);
-    for (const line of lines) {
-      if (consumed >= room) break;
-      bytes += Buffer.byteLength(line) + 1;
-      if (line.length === 0) continue;
-      try {
-        this.memory.push(JSON.parse(line) as { item: T; since: number });
-      } catch {
-        // A torn line from a crash mid-append: it was never acknowledged to anyone.
+    this.memory = [];
+    this.head = 0;
+    let consumed = 0;
+    let exhausted = false;
+    // Read forward from where the last read-back stopped, a chunk at a time (never the whole file again).
+    const fd = openSync(path, 'r');
+    try {
+      const chunk = Buffer.allocUnsafe(1 << 20);
+      let carry: Buffer = Buffer.alloc(0);
+      let position = this.spillReadOffset;
+      reading: for (;;) {
+        const n = readSync(fd, chunk, 0, chunk.length, position);
+        if (n === 0) {
+          // End of file. A line without its newline was torn by a crash mid-append: skip it.
+          if (carry.length > 0) this.spillReadOffset += carry.length;
+          exhausted = true;
+          break;
+        }
+        position += n;
+        const data = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+        let start = 0;
+        for (;;) {
+          const newline = data.indexOf(10, start);
+          if (newline === -1) break;
+          const line = data.toString('utf8', start, newline);
+          this.spillReadOffset += newline - start + 1;
+          start = newline + 1;
+          if (line.length === 0) continue;
+          try {
+            this.memory.push(JSON.parse(line) as { item: T; since: number });
+          } catch {
+            // A damaged line (a crash mid-write): it cannot be recovered; skip it rather than block the queue.
+          }
+          consumed++;
+          if (consumed >= room) break reading;
+        }
+        carry = Buffer.from(data.subarray(start));
       }
-      consumed++;
+    } finally {
+      closeSync(fd);
     }
-    this.spillReadOffset += bytes;
-    this.spilled = Math.max(0, this.spilled - consumed);
+    this.spilled = exhausted ? 0 : Math.max(0, this.spilled - consumed);
     if (this.spilled === 0) {
       rmSync(path, { force: true });
       this.spillReadOffset = 0;

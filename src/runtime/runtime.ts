@@ -28,6 +28,7 @@ import {
 import type { MasterInfo, ParsedEvent } from '../../actors/model.js';
 import { HOUR_MS } from '../../actors/traffic.js';
 import { openEventStream, type StreamCloseResult } from '../ingest/event-stream.js';
+import { EventDelivery } from './delivery.js';
 import type { JournalWriter } from '../ingest/journal.js';
 import { MasterAgentPool, getInfo, listInstances } from '../ingest/master-api.js';
 import type { Persister, SupervisorName } from '../persistence/persister.js';
@@ -63,6 +64,8 @@ export interface RuntimeOptions {
   changes?: ChangeFeed;
   /** What `/info` said about a master (on connect and every `infoRefreshMs`); the service stores it on the endpoint row. */
   onMasterInfo?: (endpointId: number, info: MasterInfo) => void;
+  /** Bound on each `/info` and `/instances` call (default 10 s). */
+  masterRequestTimeoutMs?: number;
 }
 
 /** Bound on each `/info` and `/instances` call (a real `/info` takes ~100 ms; a big listing a few MB). */
@@ -306,12 +309,9 @@ export class Runtime {
       return () => {};
     }
     const journal = this.options.journal?.endpoint(def.name);
-    const deliver = (parsed: ParsedEvent) => {
-      const started = performance.now();
-      sendBack({ type: 'stream.event', parsed, receivedAt: this.now() });
-      this.stats.processed(this.now(), Math.round((performance.now() - started) * 1000), parsed.kind !== 'rejected');
-      if (parsed.kind === 'rejected') this.stats.add('rejectedEvents');
-    };
+    // Instance events of one socket chunk reach the endpoint as one batch (src/runtime/delivery.ts).
+    const delivery = new EventDelivery(this.stats, this.now, sendBack);
+    const deliver = (parsed: ParsedEvent) => delivery.deliver(parsed);
     const handle = openEventStream({
       baseUrl: def.baseUrl,
       apiKey: def.apiKey,
@@ -332,11 +332,15 @@ export class Runtime {
       },
       onClose: (result) => {
         journal?.close(result);
+        delivery.flush();
         const event = toClosedEvent(result, this.now());
         if (event && !this.stopped) sendBack(event);
       },
     });
-    return () => handle.close();
+    return () => {
+      delivery.flush();
+      handle.close();
+    };
   }
 
   /**
@@ -347,14 +351,16 @@ export class Runtime {
   private async queryMaster(input: ProbeInput, signal: AbortSignal): Promise<ProbeResult> {
     const def = this.definitions.get(input.endpointId);
     if (!def) throw new Error('endpoint not registered');
-    const options = { insecureTls: def.insecureTls, timeoutMs: MASTER_REQUEST_TIMEOUT_MS, signal, agents: this.agents };
+    const timeoutMs = this.options.masterRequestTimeoutMs ?? MASTER_REQUEST_TIMEOUT_MS;
+    const options = { insecureTls: def.insecureTls, timeoutMs, signal, agents: this.agents };
     const info = input.info ? (await getInfo(def.baseUrl, def.apiKey, options)).info : null;
-    if (!input.instances) return { info, instances: null, unreadableIds: [], sentAt: this.now(), receivedAt: this.now() };
+    if (!input.instances) return { info, instances: null, unreadableIds: [], complete: true, sentAt: this.now(), receivedAt: this.now() };
     const sentAt = this.now();
     const listed = await listInstances(def.baseUrl, def.apiKey, options);
     if (info && !info.masterId && listed.masterId) info.masterId = listed.masterId; // `mid` is "" on a first run (§3.6)
     const unreadableIds = listed.rejected.flatMap((r) => (r.id === null ? [] : [r.id]));
-    return { info, instances: listed.instances, unreadableIds, sentAt, receivedAt: this.now() };
+    const complete = listed.rejected.every((r) => r.id !== null);
+    return { info, instances: listed.instances, unreadableIds, complete, sentAt, receivedAt: this.now() };
   }
 
   /** Stops reading, then writes everything queued. */

@@ -213,21 +213,3 @@ function percentile(histogram: number[], q: number): number {
   }
   return BUCKETS_US[BUCKETS_US.length - 1]!;
 }
-
-/**
- * Hands one parsed event to its endpoint actor and counts it (the runtime's `deliver`; the hot-path bench
- * calls the same function).
- */
-export function deliverEvent(
-  stats: Stats,
-  now: () => number,
-  send: (event: { type: 'stream.event'; parsed: import('../../actors/model.js').ParsedEvent; receivedAt: number }) => void,
-  parsed: import('../../actors/model.js').ParsedEvent,
-): void {
-  // One clock read per event: the receive time also stands for when it was processed (microseconds apart).
-  const receivedAt = now();
-  const started = performance.now();
-  send({ type: 'stream.event', parsed, receivedAt });
-  stats.processed(receivedAt, Math.round((performance.now() - started) * 1000), parsed.kind !== 'rejected');
-  if (parsed.kind === 'rejected') stats.add('rejectedEvents');
-}

@@ -2,7 +2,7 @@
  * The service: the one entry point that opens the database, migrates, restores the actors, connects to
  * every enabled endpoint, listens for HTTP, and shuts down cleanly (stop reading, flush, exit 0).
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { mkdirSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 import { embeddedDataDir, isLoopback, readConfigFile, secretKeyFile, spillDir, type Config } from '../config.js';
@@ -105,7 +105,8 @@ export async function startService(config: Config, log: Logger = pino({ level: c
   }
   restored = true;
 
-  const http = Fastify({ logger: false });
+  // The service's logger, without per-request lines (they would carry URLs, and `?token=` on the SSE routes).
+  const http = Fastify({ loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger, disableRequestLogging: true });
   await http.register(app, {
     runtime,
     registry,

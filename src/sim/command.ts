@@ -26,6 +26,8 @@ export interface SimCommandOptions {
   statsEvery?: number;
   /** Log lines at seeded random phases per instance instead of all in the same tick. */
   spreadLogs?: boolean;
+  /** On stop, how long streams may take to write what they hold before their sockets are closed (default 1000 ms). */
+  shutdownGrace?: number;
 }
 
 /** What the command prints when it is ready: one line, parseable by other processes. */
@@ -142,7 +144,7 @@ export async function runSimulatorFromOptions(
       stopFaults();
       // Like SIGTERM on a real master: `shutdown` on every stream, a moment for it to reach the clients, then close.
       for (const master of sim.masters) master.shutdown();
-      await Promise.all(sim.masters.map((m) => m.whenStreamsClosed(1000)));
+      await Promise.all(sim.masters.map((m) => m.whenStreamsClosed(options.shutdownGrace ?? 1000)));
       await sim.close();
     },
   };
@@ -165,6 +167,7 @@ export function registerSimCommand(program: Command, io: SimCommandIo = processI
     .option('--faults <list>', `periodic faults, comma-separated: ${PERIODIC_FAULTS.join(', ')}`, faultList, '')
     .option('--fault-every <ms>', 'time between periodic faults', integer(100), 15_000)
     .option('--spread-logs', 'start each instance\'s log lines at a random phase (steady load below one line per tick)', false)
+    .option('--shutdown-grace <ms>', 'on stop, time for slow readers to receive what is queued before sockets close', integer(0), 1000)
     .option('--stats-every <ms>', 'print a stats line (frames sent and queued) this often; 0: never', integer(0), 0)
     .action(async (options: SimCommandOptions) => {
       const running = await runSimulatorFromOptions(options, (notice) => {

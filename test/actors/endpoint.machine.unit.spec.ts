@@ -7,6 +7,7 @@ import { createActor, fromCallback, fromPromise } from 'xstate';
 import {
   backoffDelay,
   endpointMachine,
+  spread,
   type EndpointEvent,
   type EndpointSettings,
   type ProbeInput,
@@ -33,7 +34,7 @@ const MASTER_ID = '1ab781946d30b9c8';
 const API_KEY = '1a040764b530633900dadf3b18cc8830';
 
 /** What the fake master answers: 'ok' (nothing to compare), 'fail' (an error), or a listing of instances. */
-type ProbeOutcome = 'ok' | 'fail' | Instance[];
+type ProbeOutcome = 'ok' | 'fail' | Instance[] | { instances: Instance[]; unreadableIds: string[]; complete: boolean };
 
 interface Harness {
   actor: ReturnType<typeof createActor<typeof endpointMachine>>;
@@ -93,7 +94,9 @@ function startEndpoint(
         }
         if (outcome === 'fail') throw new Error('GET /info: timeout');
         const info = input.info ? { masterId: MASTER_ID, alias: 'lab', version: 'v1.14.0', os: 'linux', arch: 'amd64', name: 'h', uptime: 1, system: {} } : null;
-        return { info, instances: outcome === 'ok' ? null : outcome, unreadableIds: [], sentAt, receivedAt: clock.now() };
+        if (outcome === 'ok') return { info, instances: null, unreadableIds: [], complete: true, sentAt, receivedAt: clock.now() };
+        if (Array.isArray(outcome)) return { info, instances: outcome, unreadableIds: [], complete: true, sentAt, receivedAt: clock.now() };
+        return { info, ...outcome, sentAt, receivedAt: clock.now() };
       }),
     },
     actions: {
@@ -472,7 +475,7 @@ describe('probing a quiet stream', () => {
       actors: {
         probeMaster: fromPromise<ProbeResult, ProbeInput>(async () => {
           await pending;
-          return { info: null, instances: null, unreadableIds: [], sentAt: 0, receivedAt: 0 };
+          return { info: null, instances: null, unreadableIds: [], complete: true, sentAt: 0, receivedAt: 0 };
         }),
       },
     });
@@ -562,13 +565,28 @@ describe('half-open or quiet: the probe compares the listing with our tunnels', 
     expect(h.ctx().liveness).toMatchObject({ corrected: 2, tombstoned: 0 });
   });
 
+  it('counts a reconciliation that corrected tunnels after the last stream event as evidence for the next probe', async () => {
+    // The periodic listing (20 s) shows the counters moved and corrects them; the probe's own listing then agrees,
+    // but the silent stream still never carried that change: half-open all the same.
+    const moved = [running('a236701f', 5000)];
+    const h = startEndpoint({ settings: { reconcileIntervalMs: 20_000 }, listing: () => moved, probe: () => moved });
+    await quietWith(h);
+    expect(h.listings).toBe(1);
+    expect(h.ctx().liveness.corrected).toBe(1);
+    expect(tunnelState(h, 'a236701f')!.context.counters.tcprx).toBe(5000);
+    await h.advance(SETTINGS.probeIntervalMs! + 2_000);
+    expect(h.probes).toBe(1);
+    expect(h.ctx().liveness.halfOpenReplaced).toBe(1);
+    expect(h.value()).toEqual({ enabled: 'backoff' });
+  });
+
   it('reads /info on arrival and every infoRefreshMs while live', async () => {
     const h = startEndpoint({ settings: { infoRefreshMs: 10_000 } });
     connectWithSnapshot(h, []);
     await h.advance(1_000);
     expect(h.infoFetches).toBe(1);
     expect(h.ctx().info).toMatchObject({ version: 'v1.14.0', masterId: MASTER_ID });
-    await h.advance(20_000);
+    await h.advance(2 * spread(10_000, 1) + 500); // + the 250 ms steps of `advance`
     expect(h.infoFetches).toBe(3);
   });
 });
@@ -587,8 +605,9 @@ describe('periodic reconciliation with GET /instances', () => {
       instance({ id: '5cc1f9b2', status: 'stopped', tcprx: 300, tcptx: 300 }),
       instance({ id: '0badcafe', tcprx: 5, tcptx: 5 }),
     ];
-    // Live from the first update (t = 1 s); the reconciliation runs 20 s later.
-    for (let t = 0; t < 21; t++) {
+    // Live from the first update (t = 1 s); the reconciliation runs 20 s later, plus this endpoint's spread.
+    expect(spread(20_000, 1)).toBe(21_236);
+    for (let t = 0; t < 23; t++) {
       await h.advance(1_000);
       if (h.listings === 0) event(h, inst('a236701f', h.clock.now(), 'update', 'running', { tcprx: 100 + t, tcptx: 100 + t }));
     }
@@ -603,10 +622,28 @@ describe('periodic reconciliation with GET /instances', () => {
     expect(h.streams).toHaveLength(1);
   });
 
+  it('never tombstones a tunnel the master listed unreadably, nor any tunnel when an unreadable entry has no id', async () => {
+    for (const unreadable of [
+      { unreadableIds: ['5cc1f9b2'], complete: true },
+      { unreadableIds: [], complete: false },
+    ]) {
+      const h = startEndpoint({
+        settings: { reconcileIntervalMs: 10_000, reconcileSettleMs: 1_000 },
+        listing: () => ({ instances: [instance({ id: 'a236701f', tcprx: 50, tcptx: 50 })], ...unreadable }),
+      });
+      connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
+      await h.advance(1_000 + spread(10_000, 1) + 1_500);
+      expect(h.listings).toBe(1);
+      expect(tunnelState(h, '5cc1f9b2')!.value).toBe('running');
+      expect(tunnelState(h, 'a236701f')!.context.counters.tcprx).toBe(50); // the readable part still applies
+      expect(h.ctx().liveness).toMatchObject({ corrected: 1, tombstoned: 0 });
+    }
+  });
+
   it('counts a failed reconciliation and carries on', async () => {
     const h = startEndpoint({ settings: { reconcileIntervalMs: 10_000 }, listing: () => 'fail' });
     connectWithSnapshot(h, []);
-    await h.advance(1_000 + 25_000);
+    await h.advance(1_000 + 2 * spread(10_000, 1) + 500);
     expect(h.ctx().liveness).toMatchObject({ reconciliations: 2, reconcileFailures: 2 });
     expect(h.value()).toEqual(live);
   });

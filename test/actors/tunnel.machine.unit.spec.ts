@@ -89,7 +89,7 @@ describe('duplicates and stale events', () => {
   it('changes nothing and fires nothing for a repeat of the same state', () => {
     const t = startTunnel();
     t.send(instanceEvent('update', T0, { tcprx: 100 }));
-    const before = t.ctx();
+    const before = structuredClone(t.ctx()); // a copy: the actor updates its context in place
     // Byte-identical apart from `time`, as NodePass sends (PROTOCOL §7), and a true duplicate.
     expect(t.send(instanceEvent('update', T0 + 3, { tcprx: 100 }))).toEqual([]);
     expect(t.send(instanceEvent('update', T0 + 3, { tcprx: 100 }))).toEqual([]);
@@ -101,7 +101,7 @@ describe('duplicates and stale events', () => {
     const t = startTunnel();
     t.send(instanceEvent('update', T0 + 5000, { status: 'running', tcprx: 5000, alias: 'new' }));
     t.send(instanceEvent('update', T0 + 10_000, { status: 'running', tcprx: 6000, alias: 'new' }));
-    const before = t.ctx();
+    const before = structuredClone(t.ctx()); // a copy: the actor updates its context in place
     expect(t.send(instanceEvent('update', T0 + 7000, { status: 'stopped', tcprx: 1, alias: 'old' }))).toEqual([]);
     expect(t.value()).toBe('running');
     expect(t.ctx().ignored.stale).toBe(1);
@@ -302,7 +302,7 @@ describe('a failure in the memory path', () => {
   it('hands the event to memoryFailed and leaves context and state unchanged', () => {
     const t = startTunnel({ restore: corrupt('stopped') });
     expect(t.value()).toBe('stopped');
-    const before = t.ctx();
+    const before = structuredClone(t.ctx()); // a copy: the actor updates its context in place
     const event = instanceEvent('update', T0 + 1, { status: 'running', tcprx: 5 });
     expect(t.send(event)).toEqual(['memoryFailed']);
     expect(t.calls[0]!.params).toMatchObject({ ...KEY, event: { type: 'update', at: T0 + 1 } });

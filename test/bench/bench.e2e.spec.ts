@@ -31,7 +31,7 @@ describe('tunnelpulse bench', () => {
     delete env['DATABASE_URL'];
     if (process.env['TEST_DATABASE_URL']) env['DATABASE_URL'] = process.env['TEST_DATABASE_URL'];
     const { code, stdout, stderr } = await runCli(
-      ['bench', '--json', '--endpoints', '2', '--tunnels', '20', '--rates', '200', '--step-seconds', '2', '--processes', '1', '--memory', '500', '--query-rps', '50'],
+      ['bench', '--json', '--endpoints', '2', '--tunnels', '20', '--rates', '200,400', '--step-seconds', '2', '--processes', '1', '--memory', '500', '--query-rps', '50', '--every-rate'],
       env,
       140_000,
     );
@@ -40,7 +40,7 @@ describe('tunnelpulse bench', () => {
 
     expect(report.meta).toMatchObject({ endpoints: 2, tunnelsPerEndpoint: 20, database: process.env['TEST_DATABASE_URL'] ? 'server' : 'embedded' });
     expect(report.meta.commit).toMatch(/^[0-9a-f]{4,}$|^unknown$/);
-    expect(report.runs.map((r) => r.pipeline).sort()).toEqual(['reference', 'tunnelpulse']);
+    expect(report.runs.map((r) => `${r.pipeline}@${r.offeredRate}`).sort()).toEqual(['reference@200', 'reference@400', 'tunnelpulse@200', 'tunnelpulse@400']);
     for (const run of report.runs) {
       // Every frame the simulators wrote arrived (initial snapshot, checkpoints, log lines, the final shutdown)…
       expect(run.totals.framesSent).toBeGreaterThan(2 * 21);
@@ -57,7 +57,7 @@ describe('tunnelpulse bench', () => {
       expect(run.latency.log.p99Ms).toBeGreaterThanOrEqual(run.latency.log.p50Ms);
       expect(run.latency.state.count).toBeGreaterThan(0);
     }
-    const tp = report.runs.find((r) => r.pipeline === 'tunnelpulse')!;
+    const tp = report.runs.find((r) => r.pipeline === 'tunnelpulse' && r.query)!;
     expect(tp.query).toBeDefined();
     expect(tp.query!.requests).toBeGreaterThan(0);
     expect(tp.query!.errors + tp.query!.notOk).toBe(0);

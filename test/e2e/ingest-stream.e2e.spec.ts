@@ -146,6 +146,30 @@ describe('a half-open stream (the master answers, the stream is dead)', () => {
   });
 });
 
+describe('a stalled master (nothing answers, the sockets stay open)', () => {
+  it('fails the probes, replaces the stream, and reconnects once the master answers again', async () => {
+    sim = await startSimulator({ instances: 2, reportIntervalMs: 0, seed: 'e2e-stall' });
+    const master = sim.master;
+    ingest = await startIngest(testDb, undefined, { masterRequestTimeoutMs: 500 });
+    const endpoint = await ingest.add('lab', master.url, master.apiKey);
+    await waitFor('the snapshot', () => ingest!.stateOf(endpoint.id) === 'streaming' && matchesMaster(ingest!, endpoint.id, master));
+    const context = () => ingest!.runtime.endpointState(endpoint.id)!.context;
+
+    master.stall();
+    await waitFor('two failed probes, the stream replaced', () => context().offline.length + (context().disconnected ? 1 : 0) >= 1, 15_000);
+    expect(context().disconnected).toMatchObject({ reason: 'probe-failed' });
+    expect(context().liveness.probeFailures).toBeGreaterThanOrEqual(2);
+    expect(context().liveness.halfOpenReplaced).toBe(0); // no listing was ever seen: not the half-open rule
+
+    const [id] = master.instanceIds();
+    master.addTraffic(id!, { tcprx: 5_000 });
+    master.unstall(); // the held connection attempt is answered
+    master.checkpoint();
+    await waitFor('reconnected and caught up', () => ingest!.stateOf(endpoint.id) === 'streaming' && context().connections >= 2 && matchesMaster(ingest!, endpoint.id, master), 15_000);
+    expect(context().offline.at(-1)).toMatchObject({ reason: 'probe-failed' });
+  });
+});
+
 const hasIpv6Loopback = Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.family === 'IPv6' && a.address === '::1'));
 
 describe.skipIf(!hasIpv6Loopback)('IPv6', () => {

@@ -7,6 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/connection.js';
@@ -73,7 +75,10 @@ describe('simulator → service → HTTP', () => {
       stateFlushMs: 200,
       logFlushMs: 200,
     });
-    service = await startService(config);
+    // Every log line the service writes, at debug level, to check that no secret is in any of them.
+    const logLines: string[] = [];
+    const sink = new Writable({ write(chunk, _encoding, done) { logLines.push(String(chunk)); done(); } });
+    service = await startService(config, pino({ level: 'debug' }, sink));
     expect(service.address).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect((await fetch(`${service.address}/api/endpoints`)).status).toBe(401);
     expect(await (await fetch(`${service.address}/readyz`)).json()).toEqual({ status: 'ready', checks: { database: true, actorsRestored: true } });
@@ -130,6 +135,10 @@ describe('simulator → service → HTTP', () => {
     const traffic = await call(`/api/endpoints/${id}/tunnels/${ids[0]}/traffic?hours=2`);
     expect(traffic.points[1]).toMatchObject({ open: true, tcprx: 15_000 });
     await until('log lines stored', async () => (await call(`/api/endpoints/${id}/tunnels/${ids[0]}/logs`)).items.length >= 2);
+    // The feed with the token in the query (as EventSource sends it): the token must not reach a log line.
+    const feed = await fetch(`${service.address}/api/events?token=${TOKEN}`);
+    expect(feed.status).toBe(200);
+    await feed.body?.cancel();
     const metrics = await fetch(`${service.address}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(await metrics.text()).toContain('tunnelpulse_events_processed');
 
@@ -141,5 +150,11 @@ describe('simulator → service → HTTP', () => {
     expect(report.endpoints).toHaveLength(1);
     expect(report.endpoints[0]!.name).toBe('sim');
     expect(report.endpoints[0]!.tunnels).toEqual(live);
+
+    expect(logLines.length).toBeGreaterThan(0);
+    for (const line of logLines) {
+      expect(line).not.toContain(sim.master.apiKey);
+      expect(line).not.toContain(TOKEN);
+    }
   });
 });

@@ -31,10 +31,10 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-async function waitFor(what: string, probe: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
+async function waitFor(what: string, probe: () => Promise<boolean> | boolean, timeoutMs: number, state?: () => unknown): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${state ? `: ${JSON.stringify(state())}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -126,7 +126,22 @@ describe.skipIf(!SERVER)('database outage through a cuttable proxy', () => {
       if (mode === 'refuse') expect(h.stats.snapshot().databaseErrors).toBeGreaterThan(errorsBeforeCut);
 
       // Everything drains after the restore.
-      await waitFor('the queues to drain', () => h.persister.pendingRows === 0 && !h.persister.busy, 60_000);
+      const restoredAt = Date.now();
+      setTimeout(async () => {
+        const act = await direct.sql`SELECT pid, state, wait_event_type, wait_event, left(query, 80) AS q, now() - xact_start AS xact_age, backend_start FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`;
+        process.stderr.write('ACTIVITY ' + JSON.stringify(act) + '\n');
+        const locks = await direct.sql`SELECT l.pid, l.locktype, l.mode, l.granted, c.relname FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation WHERE NOT l.granted`;
+        process.stderr.write('WAITING LOCKS ' + JSON.stringify(locks) + '\n');
+      }, 30_000);
+      await waitFor('the queues to drain', () => h.persister.pendingRows === 0 && !h.persister.busy, 60_000 + OUTAGE_MS, () => ({
+        stats: h.stats.snapshot(),
+        logBatcher: h.supervisor('logBatcher'),
+        stateFlusher: h.supervisor('stateFlusher'),
+      }));
+      if (process.env['OUTAGE_SPEC_REPORT']) {
+        process.stderr.write(`outage ${mode} ${OUTAGE_MS} ms: ${total} lines (${linesDuringCut} during the cut), max spilled ${maxSpilled}, ` +
+          `max spill file ${maxSpillBytes} B, max held in memory ${maxMemoryHeld}; drained ${Date.now() - restoredAt} ms after restore\n`);
+      }
 
       const [logs] = await direct.sql<{ n: number; distinct_lines: number; min_seq: number; max_seq: number }[]>`
         SELECT count(*)::int AS n, count(DISTINCT message)::int AS distinct_lines,

@@ -58,7 +58,11 @@ export function stateOf(runtime: Runtime, endpointId: number): string {
 /** One key for the whole test file, so a second `startIngest` (a restart) reads the keys the first sealed. */
 const SECRET_KEY = randomBytes(32);
 
-export async function startIngest(testDb: TestDatabase, settings: Partial<EndpointSettings> = FAST_ENDPOINT_SETTINGS): Promise<Ingest> {
+export async function startIngest(
+  testDb: TestDatabase,
+  settings: Partial<EndpointSettings> = FAST_ENDPOINT_SETTINGS,
+  options: { masterRequestTimeoutMs?: number } = {},
+): Promise<Ingest> {
   const repo = new EndpointsRepo(testDb.db, new SecretBox(SECRET_KEY));
   const store = new Store(testDb.db, { logDailyCap: 100_000 });
   const stats = new Stats();
@@ -70,6 +74,7 @@ export async function startIngest(testDb: TestDatabase, settings: Partial<Endpoi
     endpointSettings: settings,
     supervisors: DEFAULT_SUPERVISORS(flush),
     onMasterInfo: (endpointId, info) => void repo.setMasterInfo(endpointId, info).catch(() => undefined),
+    masterRequestTimeoutMs: options.masterRequestTimeoutMs ?? 2_000,
   });
   runtime.start();
   const registry = new EndpointRegistry({ repo, store, runtime, flushPending: () => persister.drain() });
