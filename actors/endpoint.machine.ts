@@ -486,6 +486,8 @@ export const endpointMachine = endpointSetup
           eventsSinceProbe: 0,
           probeFailures: 0,
           lastCorrectionAt: 0,
+          probeListing: null,
+          reconcileListing: null,
           lastError: null,
         };
       }),

@@ -122,8 +122,25 @@ export interface MemoryFailureParams extends TunnelKey {
   error: string;
 }
 
+// Values every new context starts with, shared and frozen: they are replaced when they change, never
+// mutated in place, and sharing them keeps an idle tunnel small (docs/performance.md, memory per idle tunnel).
+const EMPTY_META: InstanceMeta = Object.freeze({ peer: Object.freeze({ sid: '', type: '', alias: '' }), tags: Object.freeze({}) }) as InstanceMeta;
+const NOTHING_IGNORED: TunnelContext['ignored'] = Object.freeze({ stale: 0, duplicateLog: 0 });
+const NO_ANOMALIES: TunnelContext['anomalies'] = Object.freeze({ resets: 0, decreases: 0, resetJumps: 0, uncertainJumps: 0 });
+const NO_TRACK: CounterTrack = Object.freeze(newCounterTrack());
+const DEFAULT_SETTINGS: TunnelSettings = Object.freeze({ ...DEFAULT_TUNNEL_SETTINGS });
+/** Settings objects by the partial settings they were made from: the tunnels of an endpoint share one. */
+const settingsCache = new WeakMap<Partial<TunnelSettings>, TunnelSettings>();
+
+function settingsOf(partial: Partial<TunnelSettings> | undefined): TunnelSettings {
+  if (!partial) return DEFAULT_SETTINGS;
+  let settings = settingsCache.get(partial);
+  if (!settings) settingsCache.set(partial, (settings = Object.freeze({ ...DEFAULT_TUNNEL_SETTINGS, ...partial })));
+  return settings;
+}
+
 export function newTunnelContext(input: TunnelInput): TunnelContext {
-  if (input.restore) return { ...input.restore, settings: { ...DEFAULT_TUNNEL_SETTINGS, ...input.settings } };
+  if (input.restore) return { ...input.restore, settings: settingsOf(input.settings) };
   return {
     endpointId: input.endpointId,
     instanceId: input.instanceId,
@@ -132,18 +149,18 @@ export function newTunnelContext(input: TunnelInput): TunnelContext {
     url: '',
     config: '',
     restart: false,
-    meta: { peer: { sid: '', type: '', alias: '' }, tags: {} },
+    meta: EMPTY_META,
     status: null,
     mode: 0,
     ping: 0,
     pool: 0,
     tcps: 0,
     udps: 0,
-    counters: { ...ZERO_COUNTERS },
-    traffic: { ...ZERO_COUNTERS },
-    rates: { ...ZERO_COUNTERS },
+    counters: ZERO_COUNTERS,
+    traffic: ZERO_COUNTERS,
+    rates: ZERO_COUNTERS,
     hours: {},
-    track: newCounterTrack(),
+    track: NO_TRACK,
     stateAt: 0,
     updatedAt: 0,
     logLines: 0,
@@ -151,9 +168,9 @@ export function newTunnelContext(input: TunnelInput): TunnelContext {
     statusChanges: [],
     deleted: false,
     deletedAt: null,
-    ignored: { stale: 0, duplicateLog: 0 },
-    anomalies: { resets: 0, decreases: 0, resetJumps: 0, uncertainJumps: 0 },
-    settings: { ...DEFAULT_TUNNEL_SETTINGS, ...input.settings },
+    ignored: NOTHING_IGNORED,
+    anomalies: NO_ANOMALIES,
+    settings: settingsOf(input.settings),
   };
 }
 
@@ -279,6 +296,8 @@ export function observe(
 
   const inst = event.instance;
   const firstSight = ctx.status === null;
+  // An unchanged meta keeps the object already held (shared by idle tunnels; the new one is garbage at once).
+  const metaSame = sameMeta(inst.meta, ctx.meta);
   const configChanged =
     firstSight ||
     inst.alias !== ctx.alias ||
@@ -288,7 +307,7 @@ export function observe(
     inst.restart !== ctx.restart ||
     inst.status !== ctx.status ||
     event.type === 'delete' ||
-    !sameMeta(inst.meta, ctx.meta);
+    !metaSame;
 
   // Counters: a new process run starts when the status leaves `stopped` (traffic.ts rule 4).
   let track = ctx.track;
@@ -317,7 +336,7 @@ export function observe(
     url: inst.url,
     config: inst.config,
     restart: inst.restart,
-    meta: inst.meta,
+    meta: metaSame ? ctx.meta : inst.meta,
     status: inst.status,
     mode: inst.mode,
     ping: inst.ping,

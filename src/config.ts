@@ -44,6 +44,8 @@ export interface Config {
   logsRetentionDays: number;
   trafficRetentionDays: number;
   memoryCapRows: number;
+  /** Shutdown: how long to keep trying to write what is queued before spilling it to disk (and exiting 1). */
+  shutdownFlushMs: number;
   eventRingSize: number;
   /** Endpoint liveness and reconciliation (docs/actors.md): quiet time before a probe, `GET /instances` and `/info` periods, backoff cap. */
   probeIntervalMs: number;
@@ -86,6 +88,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logsRetentionDays: int(env, 'TUNNELPULSE_LOG_RETENTION_DAYS', 7, 1),
     trafficRetentionDays: int(env, 'TUNNELPULSE_TRAFFIC_RETENTION_DAYS', 30, 1),
     memoryCapRows: int(env, 'TUNNELPULSE_MEMORY_CAP_ROWS', 200_000, 1_000),
+    shutdownFlushMs: int(env, 'TUNNELPULSE_SHUTDOWN_FLUSH_MS', 30_000, 0),
     eventRingSize: int(env, 'TUNNELPULSE_EVENT_RING', 1_000, 0),
     probeIntervalMs: int(env, 'TUNNELPULSE_PROBE_INTERVAL_MS', 30_000, 1_000),
     reconcileIntervalMs: int(env, 'TUNNELPULSE_RECONCILE_INTERVAL_MS', 60_000, 1_000),

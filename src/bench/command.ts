@@ -69,7 +69,7 @@ export function registerBenchCommand(program: Command): Command {
     .description('End-to-end benchmark: simulator processes → TunnelPulse → database, beside a reference pipeline')
     .option('--endpoints <n>', 'simulated masters (default 10)', positiveInt)
     .option('--tunnels <n>', 'tunnels per master (default 1000)', positiveInt)
-    .option('--rates <list>', 'offered events/s, stepped up in order (default 5000,10000,20000,40000,80000; quick 5000,20000)', intList)
+    .option('--rates <list>', 'offered events/s, stepped up in order, or "none" (default 5000,10000,20000,40000,80000; quick 5000,20000)', intList)
     .option('--step-seconds <n>', 'measured window per rate (default 15; quick 5)', positiveInt)
     .option('--processes <n>', 'simulator processes', positiveInt, 2)
     .option('--query-rate <n>', 'offered rate during which the tunnel-state query is measured (nearest step)', positiveInt, 20_000)
@@ -128,7 +128,7 @@ export function formatBenchReport(report: BenchReport): string {
   out.push(
     ...table(['figure', 'TunnelPulse', 'reference', 'ratio'], [
       row('peak throughput, events/s', s.throughput),
-      row('highest rate held, events/s', s.highestHeldRate),
+      row('highest rate held (produced), events/s', s.highestHeldRate),
       row(`log p50 receipt→commit, ms (at ${num(s.comparedAtRate)}/s)`, s.logLatencyP50Ms),
       row('log p99 receipt→commit, ms', s.logLatencyP99Ms),
       row('state p50 receipt→commit, ms', s.stateLatencyP50Ms),

@@ -218,8 +218,13 @@ function startActorPipeline(endpoints: number, clock: SteppedClock, chunkEvents 
     endBatch: () => deliveries.forEach((d) => d.flush()),
     drainQueues: () => {
       queued.states += persister.stateQueue.take(Number.MAX_SAFE_INTEGER).length;
-      queued.logs += persister.logQueue.take(Number.MAX_SAFE_INTEGER).length;
-      queued.configs += persister.configQueue.take(Number.MAX_SAFE_INTEGER).length;
+      // Taken and "written": the FIFO queues hold a taken batch until told it was written.
+      const logs = persister.logQueue.take(Number.MAX_SAFE_INTEGER);
+      persister.logQueue.done(logs);
+      queued.logs += logs.length;
+      const configs = persister.configQueue.take(Number.MAX_SAFE_INTEGER);
+      persister.configQueue.done(configs);
+      queued.configs += configs.length;
     },
     stop: () => root.stop(),
   };

@@ -28,6 +28,7 @@ export class TunnelPulsePipeline {
   readonly runtime: Runtime;
   private readonly store: Store;
   http: FastifyInstance | null = null;
+  logLinesQueued = 0;
   address = '';
 
   constructor(
@@ -44,6 +45,12 @@ export class TunnelPulsePipeline {
       logFlushMs: settings.logFlushMs,
       stateFlushMs: settings.stateFlushMs,
     });
+    // Counts the log lines the tunnel actors hand to persistence (tells the actors' share of a loss from the queue's).
+    const queueLog = this.persister.tunnelEffects.queueLog;
+    this.persister.tunnelEffects.queueLog = (args, params) => {
+      this.logLinesQueued++;
+      queueLog(args, params);
+    };
     this.runtime = new Runtime({ stats: this.stats, persister: this.persister, supervisors: DEFAULT_SUPERVISORS(settings) });
     this.runtime.start();
   }
@@ -83,6 +90,39 @@ export class TunnelPulsePipeline {
       for (const [k, v] of Object.entries(e.events.byType)) byType[k] = (byType[k] ?? 0) + v;
     }
     return { total, byType, rejected, tunnels, connections };
+  }
+
+  /** Log lines the tunnel actors took for duplicates (identity already seen) and did not queue. */
+  duplicateLogsIgnored(): number {
+    let n = 0;
+    for (const e of this.runtime.endpoints()) for (const t of Object.values(e.tunnels)) n += t.getSnapshot().context.ignored.duplicateLog;
+    return n;
+  }
+
+  /** Tunnel actors that stopped on an error (XState drops what is sent to them afterwards), with one reason. */
+  failedTunnelActors(): { count: number; example: string | null } {
+    let count = 0;
+    let example: string | null = null;
+    for (const e of this.runtime.endpoints()) {
+      for (const t of Object.values(e.tunnels)) {
+        const snap = t.getSnapshot() as { status: string; error?: unknown };
+        if (snap.status !== 'error') continue;
+        count++;
+        example ??= snap.error instanceof Error ? `${snap.error.message} ${snap.error.stack?.split('\n').slice(1, 4).join(' ') ?? ''}` : String(snap.error);
+      }
+    }
+    return { count, example };
+  }
+
+  /** Tunnels held as deleted (tombstones), and events the endpoints ignored for arriving after a tombstone. */
+  tombstones(): { tunnels: number; eventsIgnored: number } {
+    let tunnels = 0;
+    let eventsIgnored = 0;
+    for (const e of this.runtime.endpoints()) {
+      eventsIgnored += e.ignoredAfterTombstone;
+      for (const t of Object.values(e.tunnels)) if (t.getSnapshot().status === 'done') tunnels++;
+    }
+    return { tunnels, eventsIgnored };
   }
 
   get pending(): number {

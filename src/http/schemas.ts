@@ -199,6 +199,11 @@ export const LogsResponse = Type.Object({
   nextCursor: Nullable(Type.String()),
 });
 
+export const EndpointLogsResponse = Type.Object({
+  items: Type.Array(Type.Object({ instanceId: Type.String(), time: IsoTime, level: Type.String(), message: Type.String() })),
+  nextCursor: Nullable(Type.String()),
+});
+
 const TopTunnel = Type.Object({
   endpointId: Type.Integer(),
   instanceId: Type.String(),

@@ -10,7 +10,7 @@ import { HOUR_MS, hourOf } from '../../actors/traffic.js';
 import type { Endpoint } from '../db/endpoints-repo.js';
 import type { TrafficPoint } from '../db/store.js';
 import { tunnelReport } from '../replay/report.js';
-import { stateName } from '../runtime/change-feed.js';
+import { redactUrlCredentials, stateName } from '../runtime/change-feed.js';
 import type { EndpointView, TrafficResponse, TunnelView } from './schemas.js';
 
 const isoOrNull = (ms: number | null | undefined): string | null => (ms ? iso(ms) : null);
@@ -106,7 +106,7 @@ export function tunnelView(t: TunnelContext): TunnelView {
     instanceId: report.instanceId,
     alias: report.alias,
     type: report.type,
-    url: report.url,
+    url: redactUrlCredentials(report.url),
     meta: report.meta,
     status: report.status,
     deleted: report.deleted,

@@ -45,6 +45,8 @@ export interface PersisterSettings {
   spillDir?: string;
   logsRetentionDays: number;
   trafficRetentionDays: number;
+  /** How long `close()` (shutdown) keeps trying to write everything before spilling the rest. */
+  closeTimeoutMs: number;
 }
 
 export const DEFAULT_PERSISTER_SETTINGS: PersisterSettings = {
@@ -55,6 +57,7 @@ export const DEFAULT_PERSISTER_SETTINGS: PersisterSettings = {
   memoryCapRows: 200_000,
   logsRetentionDays: 7,
   trafficRetentionDays: 30,
+  closeTimeoutMs: 30_000,
 };
 
 type ConfigOp =
@@ -138,6 +141,11 @@ export class Persister {
 
   attachSupervisor(name: SupervisorName, ref: ActorRef<any, AnyEventObject>): void {
     this.supervisors.set(name, ref);
+    // Work already queued (read back from a spill file left by the previous process) wakes the supervisor now:
+    // otherwise it would wait for the next push to land on a notification boundary.
+    const size = name === 'configWriter' ? this.configQueue.size : name === 'stateFlusher' ? this.stateQueue.size : this.logQueue.size;
+    const batchSize = name === 'logBatcher' ? this.settings.logBatchSize : name === 'configWriter' ? 1 : Number.MAX_SAFE_INTEGER;
+    if (size > 0) ref.send({ type: 'batch.pending', full: size >= batchSize });
   }
 
   private notify(name: SupervisorName, size: number, batchSize: number): void {
@@ -183,7 +191,7 @@ export class Persister {
   };
 
   /** Fallback for an event the memory path failed on: written on its own, at once, retried until it lands. */
-  private async persistImmediately(p: MemoryFailureParams, attempt = 0): Promise<void> {
+  private async persistImmediately(p: MemoryFailureParams): Promise<void> {
     this.stats.add('fallbacks');
     const inst = p.event.instance;
     const record: TunnelConfigRecord = {
@@ -194,11 +202,14 @@ export class Persister {
       deletedAt: p.event.type === 'delete' ? p.event.at : null,
       at: p.event.at,
     };
+    const tracked = this.tracked(this.counted(() => this.store.writeTunnelConfigs([record])));
     try {
-      await this.counted(() => this.store.writeTunnelConfigs([record]));
+      await tracked;
     } catch {
-      const delay = Math.min(30_000, 500 * 2 ** attempt);
-      setTimeout(() => void this.persistImmediately(p, attempt + 1), delay).unref();
+      // The database refused it too: hand it to the config writer's queue, which retries with backoff, spills
+      // past its cap and is flushed (or spilled) at shutdown — rather than a private timer nobody drains.
+      this.configQueue.push({ kind: 'config', record }, this.now());
+      this.notify('configWriter', this.configQueue.size, 1);
     }
   }
 
@@ -349,12 +360,12 @@ export class Persister {
 
   /**
    * Shutdown: the supervisors stop writing, everything queued is written, retrying with backoff until
-   * `deadline` (epoch ms, real time). If the database is still refusing then, the log and configuration
+   * `deadline` (epoch ms, real time; default `closeTimeoutMs` from now). If the database is still refusing then, the log and configuration
    * queues go to their spill files (read back first on the next start) and this throws; the coalesced
    * states are not spilled: the next start deltas against the last stored counters, so traffic totals stay
    * exact (only the hour a late delta is attributed to can shift).
    */
-  async close(deadline = Date.now() + 30_000): Promise<void> {
+  async close(deadline = Date.now() + this.settings.closeTimeoutMs): Promise<void> {
     this.closing = true;
     let timer: NodeJS.Timeout | undefined;
     // A database that stopped answering (a black-holed connection) would hang a write forever: the deadline

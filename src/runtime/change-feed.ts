@@ -69,6 +69,15 @@ export interface ChangeFeedStats {
   pendingTunnelStates: number;
 }
 
+/**
+ * NodePass instance URLs may carry the tunnel key as user info (`server://<key>@host:port/target`, PROTOCOL §8):
+ * every URL-looking `scheme://…@` in the text gets its user info replaced by `***`. Applied to whatever the HTTP
+ * API and the feed show of an instance (URL, config, log messages); memory and the database keep the original.
+ */
+export function redactUrlCredentials(text: string): string {
+  return text.includes('@') ? text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@?#]+@/gi, '$1***@') : text;
+}
+
 export function matches(filter: FeedFilter, event: ChangeEvent): boolean {
   if (filter.endpoints.size > 0 && !filter.endpoints.has(event.endpointId)) return false;
   if (filter.tunnels.size > 0) {
@@ -179,8 +188,8 @@ export class ChangeFeed {
     this.publish('tunnel.config', t.endpointId, t.instanceId, {
       alias: t.alias,
       type: t.type,
-      url: t.url,
-      config: t.config,
+      url: redactUrlCredentials(t.url),
+      config: redactUrlCredentials(t.config),
       restart: t.restart,
       meta: t.meta,
       status: t.status,

@@ -34,7 +34,13 @@ export function registerServiceCommands(program: Command): void {
       process.stdout.write(`TunnelPulse on ${service.address}  (try ${service.address}/api/endpoints)\n`);
       let stopping = false;
       const stop = async (signal: string) => {
-        if (stopping) return;
+        if (stopping) {
+          // A second Ctrl-C is an operator insisting: leave now (what is queued in memory is lost, spills stay).
+          // A repeated SIGTERM (supervisors often send several) must not cut the flush short.
+          if (signal === 'SIGINT') process.exit(130);
+          log.warn({ signal }, 'already stopping: still flushing');
+          return;
+        }
         stopping = true;
         log.info({ signal }, 'stopping: closing streams and flushing');
         try {
@@ -45,8 +51,8 @@ export function registerServiceCommands(program: Command): void {
           process.exit(1);
         }
       };
-      process.once('SIGTERM', () => void stop('SIGTERM'));
-      process.once('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
     });
 
   program

@@ -124,13 +124,16 @@ export class EndpointRegistry {
     return row;
   }
 
-  /** Stops the actor, writes what was queued, deletes the row and its history (see the file comment). */
+  /**
+   * Stops the actor, writes what was queued, deletes the row and its history (see the file comment). If the
+   * database fails half-way the endpoint stays listed (stopped) and the removal can be retried.
+   */
   async remove(id: number): Promise<void> {
     this.require(id);
     this.runtime.removeEndpoint(id);
-    this.rows.delete(id);
     await this.flushPending();
     await this.repo.delete(id);
+    this.rows.delete(id);
   }
 
   private require(id: number): Endpoint {

@@ -69,7 +69,7 @@ export async function startService(config: Config, log: Logger = pino({ level: c
     store,
     stats,
     Date.now,
-    { ...DEFAULT_PERSISTER_SETTINGS, logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs, memoryCapRows: config.memoryCapRows, spillDir: spillDir(config), logsRetentionDays: config.logsRetentionDays, trafficRetentionDays: config.trafficRetentionDays },
+    { ...DEFAULT_PERSISTER_SETTINGS, logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs, memoryCapRows: config.memoryCapRows, closeTimeoutMs: config.shutdownFlushMs, spillDir: spillDir(config), logsRetentionDays: config.logsRetentionDays, trafficRetentionDays: config.trafficRetentionDays },
   );
   const runtime = new Runtime({
     stats,
@@ -106,6 +106,7 @@ export async function startService(config: Config, log: Logger = pino({ level: c
   restored = true;
 
   // The service's logger, without per-request lines (they would carry URLs, and `?token=` on the SSE routes).
+  let databaseCheck: Promise<boolean> | null = null;
   const http = Fastify({ loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger, disableRequestLogging: true });
   await http.register(app, {
     runtime,
@@ -113,7 +114,11 @@ export async function startService(config: Config, log: Logger = pino({ level: c
     store,
     accessToken: config.accessToken,
     corsOrigins: config.corsOrigins,
-    readiness: async () => ({ database: await databaseReachable(db), actorsRestored: restored }),
+    readiness: async () => {
+      // One check at a time: probes arriving while the database hangs share it instead of piling up queries.
+      databaseCheck ??= databaseReachable(db).finally(() => (databaseCheck = null));
+      return { database: await databaseCheck, actorsRestored: restored };
+    },
   });
   const address = await http.listen({ host: config.host, port: config.port });
   log.info({ address, endpoints: runtime.endpoints().length }, 'TunnelPulse listening');
@@ -124,11 +129,16 @@ export async function startService(config: Config, log: Logger = pino({ level: c
     registry,
     address,
     async stop() {
-      await http.close();
-      await runtime.stop();
-      await journal?.close();
-      await demo?.close();
-      await db.close();
+      try {
+        await http.close();
+        await runtime.stop();
+      } finally {
+        // Even when the flush failed (its leftovers are in the spill files), close the journal and the database
+        // cleanly: the embedded one checkpoints and releases its folder lock.
+        await journal?.close();
+        await demo?.close();
+        await db.close();
+      }
     },
   };
 }

@@ -84,10 +84,8 @@ it('parks a rotated key, backs off 404/500/refused/TLS, and does not delay the h
     tls: await pipeline.addEndpoint('tls', `https://127.0.0.1:${sim.port}/healthy/api`, healthyM.apiKey),
   };
   const newKey = rotatedM.rotateKey();
-  const healthyAddedAt = Date.now();
   const healthy = await pipeline.addEndpoint('healthy', healthyM.url, healthyM.apiKey);
   const healthyLiveMs = await waitFor('healthy live', () => isLive(pipeline.runtime, healthy), 20_000, 10);
-  void healthyAddedAt;
 
   await waitFor('rotated parked', () => endpointStatePath(pipeline.runtime, rotated).includes('authFailed'), 10_000);
   const requestsWhenParked = rotatedM.stats().requests;

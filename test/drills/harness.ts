@@ -294,7 +294,7 @@ export function watchUnhandled(): { count(): number; stop(): void } {
 
 export type Figures = Record<string, number | string | boolean | null>;
 
-/** Prints the drill's summary line and merges its figures into test-artifacts/drills.json. */
+/** Prints the drill's summary line and merges its figures into test-artifacts/drills.json (long runs under their own key). */
 export function reportFigures(drill: string, figures: Figures): void {
   const line = Object.entries(figures)
     .map(([k, v]) => `${k}=${v}`)
@@ -307,6 +307,6 @@ export function reportFigures(drill: string, figures: Figures): void {
   } catch {
     all = {};
   }
-  all[drill] = { ...figures, long: LONG, measuredAt: new Date().toISOString() };
+  all[LONG ? `${drill} (long)` : drill] = { ...figures, long: LONG, measuredAt: new Date().toISOString() };
   writeFileSync(FIGURES_FILE, JSON.stringify(all, null, 2) + '\n');
 }

@@ -86,3 +86,15 @@ describe('ChangeFeed', () => {
     off();
   });
 });
+
+describe('redactUrlCredentials', () => {
+  it('masks the tunnel key of instance URLs, in URLs and in log text, and leaves the rest alone', async () => {
+    const { redactUrlCredentials } = await import('../../src/runtime/change-feed.js');
+    expect(redactUrlCredentials('server://s3cr3t@:10101/127.0.0.1:8080?log=info')).toBe('server://***@:10101/127.0.0.1:8080?log=info');
+    expect(redactUrlCredentials('Server started: server://k3y@0.0.0.0:1/x:2?dns=5m and client://other@h:3/y')).toBe(
+      'Server started: server://***@0.0.0.0:1/x:2?dns=5m and client://***@h:3/y',
+    );
+    expect(redactUrlCredentials('server://127.0.0.1:19100/127.0.0.1:19200?log=debug')).toBe('server://127.0.0.1:19100/127.0.0.1:19200?log=debug');
+    expect(redactUrlCredentials('mail me at a@b.c')).toBe('mail me at a@b.c');
+  });
+});

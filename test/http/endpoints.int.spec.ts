@@ -98,6 +98,11 @@ describe('endpoint registry routes', () => {
     expect(renamed.statusCode).toBe(200);
     expect(json(renamed).name).toBe('lab-2');
     expect((await h.repo.get(1))?.name).toBe('lab-2');
+    const other = await h.http.inject({ method: 'POST', url: '/api/endpoints', payload: { name: 'other', url: 'http://127.0.0.1:9/api', apiKey: 'k', enabled: false } });
+    const clash = await h.http.inject({ method: 'PATCH', url: `/api/endpoints/${json(other).id}`, payload: { name: 'lab-2' } });
+    expect(clash.statusCode).toBe(409);
+    expect(json(clash).error.code).toBe('CONFLICT');
+    expect((await h.http.inject({ method: 'PATCH', url: '/api/endpoints/1', payload: {} })).statusCode).toBe(400);
 
     const disabled = json(await h.http.inject({ method: 'POST', url: '/api/endpoints/1/disable' }));
     expect(disabled).toMatchObject({ enabled: false, stateName: 'disabled', connected: false });
@@ -142,15 +147,19 @@ describe('endpoint registry routes', () => {
 });
 
 describe('security', () => {
-  it('the API key appears in no response body of any route', async () => {
+  it('the API key, and a tunnel key in an instance URL, appear in no response body of any route', async () => {
     const key = sim.master.apiKey;
+    const tunnelKey = 'tunnelkey0123456789';
+    const keyed = sim.master.createInstance({ url: `server://${tunnelKey}@:10101/127.0.0.1:8080` });
     await createSimEndpoint();
-    await until('tunnels', async () => json(await h.http.inject('/api/endpoints/1')).tunnels.total === 2);
+    await until('tunnels', async () => json(await h.http.inject('/api/endpoints/1')).tunnels.total === 3);
+    sim.master.emitLogs(keyed.id, [`Server started: server://${tunnelKey}@:10101/127.0.0.1:8080`]);
+    await until('the log line', () => (h.runtime.tunnel(1, keyed.id)?.logLines ?? 0) > 0 || undefined);
     await h.persister.drain();
-    const tunnel = h.runtime.tunnels(1)[0]!.instanceId;
+    const tunnel = keyed.id;
     const urls = [
       '/api/endpoints', '/api/endpoints/1', '/api/endpoints/1/tunnels', `/api/endpoints/1/tunnels/${tunnel}`,
-      `/api/endpoints/1/tunnels/${tunnel}/traffic`, `/api/endpoints/1/tunnels/${tunnel}/logs`, '/api/endpoints/1/traffic',
+      `/api/endpoints/1/tunnels/${tunnel}/traffic`, `/api/endpoints/1/tunnels/${tunnel}/logs`, '/api/endpoints/1/logs', '/api/endpoints/1/traffic',
       '/api/traffic', '/api/dashboard', '/api/stats', '/api/stats/queues', '/api/stats/performance', '/api/actors',
       '/api/actors/fleet', '/api/actors/endpoint%3A1', `/api/actors/${encodeURIComponent(`tunnel:1/${tunnel}`)}`,
       '/api/actors/configWriter', '/metrics', '/healthz', '/readyz', '/docs/json', '/docs',
@@ -159,7 +168,11 @@ describe('security', () => {
       const res = await h.http.inject(url);
       expect(res.statusCode, url).toBeLessThan(400);
       expect(res.body, url).not.toContain(key);
+      expect(res.body, url).not.toContain(tunnelKey);
     }
+    expect(json(await h.http.inject(`/api/endpoints/1/tunnels/${tunnel}`)).url).toMatch(/^server:\/\/\*\*\*@:10101\/127\.0\.0\.1:8080/);
+    expect(json(await h.http.inject(`/api/endpoints/1/tunnels/${tunnel}/logs`)).items.map((i: any) => i.message).join('\n')).toContain('server://***@:10101');
+    sim.master.deleteInstance(keyed.id);
     const mutations = [
       { method: 'PATCH' as const, url: '/api/endpoints/1', payload: { apiKey: key } },
       { method: 'POST' as const, url: '/api/endpoints/1/reconnect' },

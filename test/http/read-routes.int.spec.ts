@@ -146,6 +146,10 @@ describe('logs', () => {
     expect((await get(`${url}?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`)).items).toEqual([]);
     expect((await get(`${url}?until=0`)).items).toEqual([]);
 
+    const endpointLogs = await get('/api/endpoints/1/logs?limit=1000');
+    expect(endpointLogs.items.filter((i: any) => i.instanceId === ids[0]).map((i: any) => i.message)).toEqual(messages);
+    expect((await h.http.inject('/api/endpoints/9/logs')).statusCode).toBe(404);
+
     expect(json(await h.http.inject(`${url}?since=yesterday`)).error.code).toBe('BAD_REQUEST');
     expect((await h.http.inject(`${url}?cursor=garbage`)).statusCode).toBe(400);
     expect((await h.http.inject(`${url}?limit=5000`)).statusCode).toBe(400);

@@ -10,13 +10,14 @@
  * Needs `npm run build` (the child runs dist/).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/connection.js';
 import { startSimulator, type SimulatorHandle } from '../../src/sim/simulator.js';
 import { startServiceProcess, type ServiceProcess, type ServiceProcessOptions } from '../support/service-process.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const SERVER_URL = process.env['TEST_DATABASE_URL'];
 const COUNTERS = ['tcprx', 'tcptx', 'udprx', 'udptx'] as const;
@@ -114,6 +115,65 @@ async function hourlyTraffic(db: Database): Promise<Map<string, Counters>> {
     FROM traffic_hourly_tunnel GROUP BY instance_id`;
   return new Map(rows.map((r) => [r.instance_id, { tcprx: r.tcprx, tcptx: r.tcptx, udprx: r.udprx, udptx: r.udptx }]));
 }
+
+describe.skipIf(!SERVER_URL)('SIGTERM while the database is unreachable', () => {
+  it('exits 1 after its flush deadline with the unwritten lines spilled; the next start writes them all, traffic exact', async () => {
+    const { sim, options, openResultDb } = await setUp(2);
+    const target = new URL(SERVER_URL!);
+    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    cleanups.push(() => proxy.close());
+    const viaProxy: ServiceProcessOptions = {
+      ...options,
+      databaseUrl: proxy.url(SERVER_URL!),
+      env: { ...options.env, TUNNELPULSE_SHUTDOWN_FLUSH_MS: '2000' },
+    };
+    const svc = await start(viaProxy);
+    const ids = sim.master.instanceIds();
+    await waitFor('every tunnel in memory', async () => (await tunnelsOf(svc)).length === ids.length);
+
+    trafficRound(sim, 1);
+    for (const id of ids) sim.master.emitLogs(id, 30);
+    await waitFor('the first lines written', async () => {
+      const db = await openResultDb();
+      try {
+        return (await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM tunnel_logs`)[0]!.n === 30 * ids.length;
+      } finally {
+        await db.close();
+      }
+    });
+
+    proxy.cut('refuse');
+    trafficRound(sim, 2);
+    for (const id of ids) sim.master.emitLogs(id, 45);
+    await waitFor('the later lines in memory', async () => (await tunnelsOf(svc)).every((t) => t.logLines === 75));
+    const exit = await svc.kill('SIGTERM');
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(svc.output().stdout).toMatch(/flush on shutdown failed/);
+    expect(existsSync(join(options.dataDir, 'spill', 'logs.spill.jsonl'))).toBe(true);
+
+    // The database is back; the next start reads the spill back first and writes it.
+    proxy.restore();
+    const again = await start(options);
+    trafficRound(sim, 3);
+    const expected = simCounters(sim);
+    await waitFor('the restored actors equal to the simulator counters', async () =>
+      (await tunnelsOf(again)).every((t) => COUNTERS.every((k) => t.traffic[k] === expected.get(t.instanceId)![k])),
+    );
+    expect(await again.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(existsSync(join(options.dataDir, 'spill', 'logs.spill.jsonl'))).toBe(false);
+    const db = await openResultDb();
+    try {
+      const logs = await db.sql<Array<{ instance_id: string; n: number; distinct_lines: number }>>`
+        SELECT instance_id, count(*)::int AS n, count(DISTINCT message)::int AS distinct_lines FROM tunnel_logs GROUP BY instance_id`;
+      expect(logs.sort((a, b) => (a.instance_id < b.instance_id ? -1 : 1))).toEqual(
+        [...ids].sort().map((id) => ({ instance_id: id, n: 75, distinct_lines: 75 })),
+      );
+      expect(await databaseTraffic(db)).toEqual(expected);
+    } finally {
+      await db.close();
+    }
+  }, 120_000);
+});
 
 describe('restarts of a real tunnelpulse process', () => {
   it('SIGTERM exits 0 after writing every received log line and the exact traffic', async () => {

@@ -99,5 +99,19 @@ describe('statistics', () => {
     await expect(broken.drain()).rejects.toThrow();
     expect(stats.snapshot().databaseErrors).toBe(before + 1);
     expect(broken.logQueue.size).toBe(1);
+
+    // A fallback the database refuses as well is not retried on a private timer: it joins the config queue
+    // (retried by the config writer, flushed or spilled at shutdown), counted once as a fallback.
+    const fallbacksBefore = stats.snapshot().fallbacks;
+    broken.tunnelEffects.memoryFailed(undefined, {
+      endpointId,
+      instanceId: 'fallback-2',
+      error: 'test: the actor threw',
+      event: { type: 'update', at: Date.now(), instance: { ...sim.master.instance(instanceId)!, id: 'fallback-2' } } as never,
+    });
+    await broken.settle();
+    expect(broken.configQueue.size).toBe(1);
+    expect(stats.snapshot().fallbacks).toBe(fallbacksBefore + 1);
+    expect(stats.snapshot().databaseErrors).toBe(before + 2);
   }, 60_000);
 });

@@ -2,6 +2,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AnyActorRef } from 'xstate';
 import { actorId } from '../../../actors/model.js';
+import { redactUrlCredentials } from '../../runtime/change-feed.js';
 import type { HttpDeps } from '../deps.js';
 import { notFound } from '../errors.js';
 import { ActorDetail, ActorParams, ActorsResponse, errorResponses } from '../schemas.js';
@@ -22,14 +23,16 @@ const isSerialisedRef = (v: unknown): v is { id: string } =>
   typeof v === 'object' && v !== null && (v as Record<string, unknown>)['xstate$$type'] === 1 && typeof (v as { id?: unknown }).id === 'string';
 
 /**
- * Context as plain JSON: child actor references become their ids, and the tunnel contexts an endpoint was restored
- * with (kept in the fleet's inputs for restarts, possibly thousands) become their count.
+ * Context as plain JSON: child actor references become their ids, the tunnel contexts an endpoint was restored
+ * with (kept in the fleet's inputs for restarts, possibly thousands) become their count, and an instance URL's
+ * tunnel key is masked.
  */
 export function plainContext(context: unknown): unknown {
   return JSON.parse(
     JSON.stringify(context ?? null, (key, value: unknown) => {
       if (isActorRef(value) || isSerialisedRef(value)) return value.id;
       if (key === 'restoreTunnels' && Array.isArray(value)) return { count: value.length };
+      if ((key === 'url' || key === 'config' || key === 'raw') && typeof value === 'string') return redactUrlCredentials(value);
       return value;
     }),
   );

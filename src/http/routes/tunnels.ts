@@ -2,10 +2,27 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { iso } from '../../../actors/model.js';
+import { redactUrlCredentials } from '../../runtime/change-feed.js';
 import type { HttpDeps } from '../deps.js';
 import { badRequest, notFound } from '../errors.js';
-import { EndpointParams, LogsQuery, LogsResponse, TrafficQuery, TrafficResponse, TunnelParams, TunnelView, errorResponses } from '../schemas.js';
+import { EndpointLogsResponse, EndpointParams, LogsQuery, LogsResponse, TrafficQuery, TrafficResponse, TunnelParams, TunnelView, errorResponses } from '../schemas.js';
 import { hourRange, listOf, parseTime, trafficPoints, tunnelView } from '../views.js';
+
+/** `since`, `until`, `level`, `limit`, `cursor` as the store takes them. */
+function logFilter(q: LogsQuery) {
+  const since = parseTime(q.since);
+  const until = parseTime(q.until);
+  if (since === null) throw badRequest('since must be an ISO 8601 time or epoch milliseconds');
+  if (until === null) throw badRequest('until must be an ISO 8601 time or epoch milliseconds');
+  const levels = listOf(q.level).map((l) => l.toLowerCase());
+  return {
+    ...(since === undefined ? {} : { since }),
+    ...(until === undefined ? {} : { until }),
+    ...(levels.length > 0 ? { level: levels } : {}),
+    limit: q.limit,
+    cursor: q.cursor ?? null,
+  };
+}
 
 export const tunnelRoutes: FastifyPluginAsyncTypebox<HttpDeps> = async (fastify, deps) => {
   const { runtime, registry, store } = deps;
@@ -96,21 +113,25 @@ export const tunnelRoutes: FastifyPluginAsyncTypebox<HttpDeps> = async (fastify,
   }, async (request) => {
     const { id, instanceId } = request.params;
     requireTunnel(id, instanceId);
-    const q = request.query;
-    const since = parseTime(q.since);
-    const until = parseTime(q.until);
-    if (since === null) throw badRequest('since must be an ISO 8601 time or epoch milliseconds');
-    if (until === null) throw badRequest('until must be an ISO 8601 time or epoch milliseconds');
-    const levels = listOf(q.level).map((l) => l.toLowerCase());
-    const page = await store.logsPage({
-      endpointId: id,
-      instanceId,
-      ...(since === undefined ? {} : { since }),
-      ...(until === undefined ? {} : { until }),
-      ...(levels.length > 0 ? { level: levels } : {}),
-      limit: q.limit,
-      cursor: q.cursor ?? null,
-    });
-    return { items: page.items.map((l) => ({ time: iso(l.at), level: l.level, message: l.message })), nextCursor: page.nextCursor };
+    const page = await store.logsPage({ endpointId: id, instanceId, ...logFilter(request.query) });
+    return { items: page.items.map((l) => ({ time: iso(l.at), level: l.level, message: redactUrlCredentials(l.message) })), nextCursor: page.nextCursor };
+  });
+
+  fastify.get('/api/endpoints/:id/logs', {
+    schema: {
+      tags: ['logs'],
+      summary: "Log lines of all an endpoint's tunnels, newest first, keyset-paged",
+      params: EndpointParams,
+      querystring: LogsQuery,
+      response: { 200: EndpointLogsResponse, ...errorResponses },
+    },
+  }, async (request) => {
+    const id = request.params.id;
+    requireEndpoint(id);
+    const page = await store.logsPage({ endpointId: id, ...logFilter(request.query) });
+    return {
+      items: page.items.map((l) => ({ instanceId: l.instanceId, time: iso(l.at), level: l.level, message: redactUrlCredentials(l.message) })),
+      nextCursor: page.nextCursor,
+    };
   });
 };
