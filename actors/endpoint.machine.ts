@@ -25,8 +25,15 @@ import { tunnelMachine, type TunnelSettings } from './tunnel.machine.js';
 export type TunnelRef = ActorRefFrom<typeof tunnelMachine>;
 
 export interface EndpointSettings {
-  /** Quiet time after which an unfinished `initial` snapshot is taken as complete. */
+  /** Quiet time (since the last `initial` event) after which an unfinished snapshot is taken as complete. */
   snapshotQuietMs: number;
+  /**
+   * Whether a tunnel missing from the `initial` snapshot is tombstoned only once `GET /instances` confirms it
+   * (live ingest), or at once (replay, which has no master to ask). A snapshot can be incomplete — upstream
+   * drops for a slow reader, or an overloaded process whose quiet timer fires before the rest of the snapshot
+   * was read — and a wrong tombstone would ignore every later event of a live tunnel.
+   */
+  confirmSnapshotDeletions: boolean;
   /** How often a live stream is checked; a check probes the master only if no event came since the last one. */
   probeIntervalMs: number;
   /** Consecutive failed probes after which the stream is taken as dead (half-open) and replaced. */
@@ -54,6 +61,7 @@ export interface EndpointSettings {
 
 export const DEFAULT_ENDPOINT_SETTINGS: EndpointSettings = {
   snapshotQuietMs: 1_000,
+  confirmSnapshotDeletions: true,
   probeIntervalMs: 30_000,
   probeFailureLimit: 2,
   reconcileSettleMs: 2_000,
@@ -142,6 +150,8 @@ export interface EndpointContext {
   lastError: string | null;
   /** The `initial` snapshot being received: instance ids and its newest event time. */
   snapshot: { ids: Record<string, true>; at: number } | null;
+  /** Tunnels were missing from the last snapshot: the reconciliation asks `GET /instances` at once to confirm. */
+  snapshotUnconfirmed: boolean;
   tunnels: Record<string, TunnelRef>;
   events: EventCounts;
   lastEventAt: number;
@@ -315,6 +325,7 @@ const endpointSetup = setup({
     backoff: ({ context }) => backoffDelay(context.attempt, context.settings.backoffBaseMs, context.settings.backoffCapMs),
   },
   guards: {
+    snapshotUnconfirmed: ({ context }) => context.snapshotUnconfirmed,
     isInitial: ({ event }) => event.type === 'stream.event' && isInitialEvent(event.parsed),
     isShutdown: ({ event }) => event.type === 'stream.event' && event.parsed.kind === 'shutdown',
     isAuthFailure: ({ event }) => event.type === 'stream.closed' && event.kind === 'auth',
@@ -453,6 +464,7 @@ export const endpointMachine = endpointSetup
           if (known + 1 < items.length) enqueue.sendTo(self, { type: 'stream.batch', items: items.slice(known + 1) });
         }),
       ),
+      clearSnapshotUnconfirmed: assign({ snapshotUnconfirmed: false }),
       noteSnapshotMember: assign(({ context, event }) => {
         if (event.type !== 'stream.event') return {};
         const snap = context.snapshot ?? { ids: {}, at: 0 };
@@ -465,14 +477,16 @@ export const endpointMachine = endpointSetup
         enqueueActions(({ context, enqueue }) => {
           const snap = context.snapshot;
           if (!snap || snap.at === 0) return;
+          let unconfirmed = false;
           for (const [instanceId, ref] of Object.entries(context.tunnels)) {
             if (snap.ids[instanceId]) continue;
             const t = ref.getSnapshot();
             if (t.status !== 'active' || t.context.deleted) continue;
             if (t.context.stateAt > snap.at) continue; // the snapshot is older than what we know
-            enqueue.sendTo(ref, { type: 'tunnel.tombstone', at: snap.at, receivedAt: context.lastEventAt, reason: 'missing from snapshot' });
+            if (context.settings.confirmSnapshotDeletions) unconfirmed = true;
+            else enqueue.sendTo(ref, { type: 'tunnel.tombstone', at: snap.at, receivedAt: context.lastEventAt, reason: 'missing from snapshot' });
           }
-          enqueue.assign({ snapshot: null });
+          enqueue.assign({ snapshot: null, snapshotUnconfirmed: unconfirmed });
         }),
       ),
       openConnection: assign(({ context, event }) => {
@@ -655,6 +669,7 @@ export const endpointMachine = endpointSetup
         attempt: 0,
         lastError: null,
         snapshot: null,
+        snapshotUnconfirmed: false,
         tunnels,
         events: { total: 0, byType: {}, rejected: 0, rejectedReasons: {} },
         lastEventAt: 0,
@@ -726,7 +741,8 @@ export const endpointMachine = endpointSetup
                 after: { snapshotQuiet: { target: 'live', actions: 'reconcileSnapshot' } },
                 on: {
                   'stream.event': [
-                    { guard: 'isInitial', actions: ['noteSnapshotMember', 'countAndRoute'] },
+                    // Re-entering restarts the quiet timer: the snapshot is quiet only after its last `initial`.
+                    { guard: 'isInitial', target: 'syncing', reenter: true, actions: ['noteSnapshotMember', 'countAndRoute'] },
                     { guard: 'isShutdown', target: '#endpoint.enabled.backoff', actions: ['reconcileSnapshot', 'countAndRoute', 'openOfflineInterval'] },
                     { target: 'live', actions: ['reconcileSnapshot', 'countAndRoute'] },
                   ],
@@ -812,10 +828,13 @@ export const endpointMachine = endpointSetup
                     },
                   },
                   reconcile: {
-                    initial: 'waiting',
+                    initial: 'deciding',
                     states: {
+                      /** A snapshot that lacked tunnels we hold is confirmed by a listing at once. */
+                      deciding: { always: [{ guard: 'snapshotUnconfirmed', target: 'listing' }, { target: 'waiting' }] },
                       waiting: { after: { reconcileInterval: 'listing' } },
                       listing: {
+                        entry: 'clearSnapshotUnconfirmed',
                         invoke: {
                           src: 'probeMaster',
                           input: ({ context }) => ({ endpointId: context.endpointId, info: false, instances: true }),

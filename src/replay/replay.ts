@@ -129,6 +129,8 @@ export function startReplay(streams: Stream[], wiring: ReplayWiring = {}): Repla
   // Liveness probes are off (infinite interval); reconnects are immediate: the recording says when they happened.
   const endpointSettings: EndpointInput['settings'] = {
     probeIntervalMs: Infinity,
+    // No master to ask: a tunnel missing from a recorded snapshot is tombstoned at once.
+    confirmSnapshotDeletions: false,
     backoffBaseMs: 0,
     backoffCapMs: 0,
     tunnel: { logDedupeWindowMs: Infinity, statusHistoryLimit: Number.MAX_SAFE_INTEGER },

@@ -213,8 +213,11 @@ describe('snapshot reconciliation', () => {
     expect(h.value()).toEqual({ enabled: { online: 'connecting' } });
   }
 
-  it('tombstones a tunnel missing from a newer snapshot', async () => {
-    const h = startEndpoint();
+  // Replay's mode: no master to ask, so the snapshot is trusted at once.
+  const IMMEDIATE = { settings: { confirmSnapshotDeletions: false } };
+
+  it('tombstones a tunnel missing from a newer snapshot (replay: at once)', async () => {
+    const h = startEndpoint(IMMEDIATE);
     connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
     await h.advance(1_000);
     await reconnect(h);
@@ -225,14 +228,62 @@ describe('snapshot reconciliation', () => {
     expect(tunnelState(h, 'a236701f')!.value).toBe('running');
   });
 
-  it('tombstones it too when the snapshot completes by the quiet delay', async () => {
-    const h = startEndpoint();
+  it('tombstones it too when the snapshot completes by the quiet delay (replay: at once)', async () => {
+    const h = startEndpoint(IMMEDIATE);
     connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
     await h.advance(1_000);
     await reconnect(h);
     connectWithSnapshot(h, ['a236701f']);
     await h.advance(1_000);
     expect(tunnelState(h, '5cc1f9b2')!.value).toBe('deleted');
+  });
+
+  it('live: a tunnel missing from the snapshot is tombstoned only once GET /instances confirms it', async () => {
+    let listing: Instance[] = [];
+    const h = startEndpoint({ settings: { reconcileIntervalMs: 600_000, reconcileSettleMs: 1_000 }, listing: () => listing });
+    connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
+    await h.advance(1_000);
+    await reconnect(h);
+    const listingsBefore = h.listings;
+    listing = [instance({ id: 'a236701f' })];
+    connectWithSnapshot(h, ['a236701f']);
+    event(h, inst('a236701f', h.clock.now(), 'update'));
+    // Not yet: the snapshot alone may be incomplete; a listing is asked for at once, not after the interval.
+    expect(tunnelState(h, '5cc1f9b2')!.value).toBe('running');
+    await h.advance(250);
+    expect(h.listings).toBe(listingsBefore + 1);
+    await h.advance(1_500);
+    expect(tunnelState(h, '5cc1f9b2')!.value).toBe('deleted');
+    expect(h.ctx().liveness.tombstoned).toBe(1);
+  });
+
+  it('live: a snapshot cut short (the quiet timer fired mid-snapshot) tombstones nothing the master still lists', async () => {
+    const ids = ['a236701f', '5cc1f9b2', 'deadbeef'];
+    const h = startEndpoint({ settings: { reconcileIntervalMs: 600_000, reconcileSettleMs: 1_000 }, listing: () => ids.map((id) => instance({ id })) });
+    connectWithSnapshot(h, ids);
+    await h.advance(1_000);
+    await reconnect(h);
+    h.send({ type: 'stream.opened', at: h.clock.now() });
+    event(h, master(h.clock.now()));
+    event(h, inst('a236701f', h.clock.now(), 'initial'));
+    await h.advance(1_000); // the rest of the snapshot is late: the quiet delay ends syncing first
+    for (const id of ['5cc1f9b2', 'deadbeef']) event(h, inst(id, h.clock.now(), 'initial'));
+    await h.advance(2_000);
+    for (const id of ids) expect(tunnelState(h, id)!.value).toBe('running');
+    expect(h.ctx().liveness.tombstoned).toBe(0);
+  });
+
+  it('the quiet delay runs from the last `initial`, not from the first', async () => {
+    const h = startEndpoint(IMMEDIATE);
+    h.send({ type: 'stream.opened', at: h.clock.now() });
+    event(h, master(h.clock.now()));
+    for (let i = 0; i < 4; i++) {
+      event(h, inst(`0000000${i}`, h.clock.now(), 'initial'));
+      await h.advance(750);
+      expect(h.value()).toEqual({ enabled: { online: 'syncing' } });
+    }
+    await h.advance(500);
+    expect(h.value()).not.toEqual({ enabled: { online: 'syncing' } });
   });
 
   it('does not tombstone a tunnel that has seen an event newer than the snapshot (a stale snapshot proves nothing)', async () => {
