@@ -7,6 +7,7 @@
  *   memory errors and fallbacks — the memory-path failure effect, whose record is then written on its own;
  *   database errors — a write against a closed connection.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -90,8 +91,12 @@ describe('statistics', () => {
     expect(s.fallbacks).toBeGreaterThanOrEqual(1);
 
     // A write that the database refuses is a database error (and the rows stay queued).
-    const closed = await openDatabase(process.env['TEST_DATABASE_URL'] ? { url: process.env['TEST_DATABASE_URL'], max: 1 } : { inMemory: true });
+    // A schema of its own (never the server's public schema: it would outlive the run), closed before use.
+    const url = process.env['TEST_DATABASE_URL'];
+    const closedSchema = `t_closed_${randomBytes(6).toString('hex')}`;
+    const closed = await openDatabase(url ? { url, schema: closedSchema, max: 1 } : { inMemory: true });
     await migrate(closed.sql);
+    if (url) await closed.sql.unsafe(`DROP SCHEMA "${closedSchema}" CASCADE`);
     await closed.close();
     const broken = new Persister(new Store(closed), stats, Date.now, { ...settings, spillDir: undefined });
     broken.tunnelEffects.queueLog(undefined, logLine(endpointId, 'y', 1, Date.now()));
