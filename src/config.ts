@@ -4,7 +4,9 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 const EndpointSeed = Type.Object({
@@ -53,6 +55,16 @@ export interface Config {
   infoRefreshMs: number;
   backoffCapMs: number;
   demo: boolean;
+  /**
+   * Several processes on one database divide the endpoints through leases (TUNNELPULSE_LEASES=1; docs/database.md,
+   * "Several processes"). Off: this process watches every enabled endpoint.
+   */
+  leases: boolean;
+  /** This process's name in the leases (TUNNELPULSE_LEASE_OWNER; default `hostname:pid:random`, unique per run). */
+  leaseOwner: string;
+  /** How long a lease lasts without renewal (TUNNELPULSE_LEASE_TTL_MS, default 30 s), and the renewal period (…_RENEW_MS, 10 s). */
+  leaseTtlMs: number;
+  leaseRenewMs: number;
 }
 
 export class ConfigError extends Error {
@@ -65,6 +77,13 @@ function int(env: Record<string, string | undefined>, key: string, fallback: num
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min) throw new ConfigError(`${key} must be an integer ≥ ${min}, got "${raw}"`);
   return n;
+}
+
+function flag(env: Record<string, string | undefined>, key: string): boolean {
+  const raw = (env[key] ?? '').trim().toLowerCase();
+  if (raw === '' || raw === '0' || raw === 'false' || raw === 'off') return false;
+  if (raw === '1' || raw === 'true' || raw === 'on') return true;
+  throw new ConfigError(`${key} must be 1 or 0 (true/false, on/off), got "${env[key]}"`);
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<Config> = {}): Config {
@@ -95,8 +114,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     infoRefreshMs: int(env, 'TUNNELPULSE_INFO_REFRESH_MS', 300_000, 1_000),
     backoffCapMs: int(env, 'TUNNELPULSE_BACKOFF_CAP_MS', 30_000, 1_000),
     demo: false,
+    leases: flag(env, 'TUNNELPULSE_LEASES'),
+    leaseOwner: env['TUNNELPULSE_LEASE_OWNER'] || `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+    leaseTtlMs: int(env, 'TUNNELPULSE_LEASE_TTL_MS', 30_000, 1_000),
+    leaseRenewMs: int(env, 'TUNNELPULSE_LEASE_RENEW_MS', 10_000, 100),
     ...overrides,
   };
+  // A renewal must land well before the lease runs out, or a healthy process would lose its endpoints.
+  if (config.leases && config.leaseRenewMs * 2 > config.leaseTtlMs) {
+    throw new ConfigError(`TUNNELPULSE_LEASE_RENEW_MS (${config.leaseRenewMs}) must be at most half of TUNNELPULSE_LEASE_TTL_MS (${config.leaseTtlMs})`);
+  }
   if (config.accessToken !== null && config.accessToken.length < 16) throw new ConfigError('TUNNELPULSE_TOKEN must be at least 16 characters');
   return config;
 }

@@ -50,7 +50,8 @@ class SimChild {
   private stderr = '';
 
   constructor(readonly child: ChildProcess) {
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    // 'close', not 'exit': stdout is fully read by then, so the final `stopped` line has been seen.
+    this.exited = new Promise((resolve) => child.once('close', (code) => resolve(code)));
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr = (this.stderr + d).slice(-4000)));
   }
 
@@ -79,7 +80,7 @@ class SimChild {
   }
 
   async stop(timeoutMs: number): Promise<SimStatsLine | null> {
-    if (this.child.exitCode === null) this.child.kill('SIGTERM');
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
     const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
     await this.exited;
     clearTimeout(timer);

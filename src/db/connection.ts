@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 import postgres from 'postgres';
 import { acquireDataFolderLock, type DataFolderLock } from './data-folder-lock.js';
 import { EmbeddedDatabaseError } from './errors.js';
+import { reconnectBackoff } from './reconnect-backoff.js';
 
 export const DEFAULT_EMBEDDED_DATA_DIR = './data/pglite';
 
@@ -79,8 +80,12 @@ export async function openDatabase(options: DatabaseOptions = {}): Promise<Datab
 
 async function openServerDatabase(url: string, options: DatabaseOptions): Promise<Database> {
   const schema = options.schema;
+  // postgres.js reconnects without any delay while connections are accepted and closed at once (reconnect-backoff.ts).
+  const backoff = reconnectBackoff();
   const sql = postgres(url, {
     ...sharedOptions,
+    // `socket` is documented (README "Connection details") but missing from the type definitions.
+    ...({ socket: backoff.socket } as object),
     max: options.max ?? 10,
     // A startup parameter, so it holds for every pooled connection and survives reconnects.
     ...(schema ? { connection: { search_path: schema } } : {}),
@@ -89,6 +94,7 @@ async function openServerDatabase(url: string, options: DatabaseOptions): Promis
     if (schema) await createSchemaIfMissing(sql, schema);
     else await sql`select 1`;
   } catch (error) {
+    backoff.stop();
     await sql.end({ timeout: 0 });
     throw error;
   }
@@ -97,7 +103,10 @@ async function openServerDatabase(url: string, options: DatabaseOptions): Promis
     kind: 'server',
     location: redactUrl(url) + (schema ? ` (schema ${schema})` : ''),
     fatalError: null,
-    close: () => sql.end({ timeout: 5 }),
+    close: () => {
+      backoff.stop();
+      return sql.end({ timeout: 5 });
+    },
   };
 }
 

@@ -150,6 +150,11 @@ export interface TrafficTotalQuery {
   includeDeleted?: boolean;
 }
 
+/** A configuration record as the config writer hands it over: with the tunnel's baseline state while it has counted nothing. */
+export interface TunnelConfigWrite extends TunnelConfigRecord {
+  baseline?: TunnelStateRecord | null;
+}
+
 const NOTHING: WriteResult = Object.freeze({ statements: 0, rows: 0 });
 const NO_CAP = Number.MAX_SAFE_INTEGER;
 
@@ -163,19 +168,47 @@ export class Store {
     this.#logDailyCap = cap === null ? NO_CAP : cap;
   }
 
+  /** One round trip (`SELECT 1`): whether the database answers (the persister's recovery probe). */
+  async ping(): Promise<void> {
+    await this.#sql`SELECT 1`;
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // Writes
 
-  /** Static configuration, status and tombstone. Newer wins on `config_at`; status has its own guard. */
-  async writeTunnelConfigs(records: readonly TunnelConfigRecord[]): Promise<WriteResult> {
+  /**
+   * Static configuration, status and tombstone. Newer wins on `config_at`; status has its own guard.
+   *
+   * A record may carry a `baseline`: the tunnel's state while it has counted no traffic yet (its creation: the
+   * first absolute counters and when they were seen). It goes into the state columns in the same statement, so a
+   * new tunnel's row holds a baseline from the moment it exists, before any state flush (a kill -9 in between no
+   * longer loses the traffic up to the next sample). Newer wins on `state_at`, strictly: a state flush of the
+   * same moment or later (which may already carry traffic) is never overwritten by a baseline. No buckets are
+   * needed: a baseline's traffic is zero.
+   */
+  async writeTunnelConfigs(records: readonly TunnelConfigWrite[]): Promise<WriteResult> {
     const batch = latestPerTunnel(records);
     if (batch.length === 0) return NOTHING;
+    const baselines = latestBaselinePerTunnel(records);
+    const base = batch.map((r) => baselines.get(tunnelKey(r.endpointId, r.instanceId)) ?? null);
+    const num = (pick: (b: TunnelStateRecord) => number) => base.map((b) => (b ? pick(b) : null));
+    // `excluded.state_at` is null for a record without a baseline: the state columns then keep what they hold.
+    const configNewer = this.#sql`(t.config_at IS NULL OR t.config_at <= excluded.config_at)`;
+    const baselineNewer = this.#sql`(excluded.state_at IS NOT NULL AND (t.state_at IS NULL OR t.state_at < excluded.state_at))`;
+    const cfg = (column: string) => this.#sql`${this.#sql(column)} = CASE WHEN ${configNewer} THEN excluded.${this.#sql(column)} ELSE t.${this.#sql(column)} END`;
+    const state = (column: string) => this.#sql`${this.#sql(column)} = CASE WHEN ${baselineNewer} THEN excluded.${this.#sql(column)} ELSE t.${this.#sql(column)} END`;
     const result = await this.#sql`
       INSERT INTO tunnels AS t (endpoint_id, instance_id, alias, type, url, config, restart, meta,
-                                deleted, deleted_at, config_at, status, status_at)
+                                deleted, deleted_at, config_at, status, status_at,
+                                mode, ping, pool, tcps, udps, tcprx, tcptx, udprx, udptx,
+                                traffic_tcprx, traffic_tcptx, traffic_udprx, traffic_udptx, resume, state_at)
       SELECT r.endpoint_id, r.instance_id, r.alias, r.type, r.url, r.config, r.restart, r.meta,
              r.deleted, to_timestamp(r.deleted_at / 1000.0), to_timestamp(r.at / 1000.0),
-             r.status, to_timestamp(r.at / 1000.0)
+             r.status, to_timestamp(r.at / 1000.0),
+             coalesce(r.mode, 0), coalesce(r.ping, 0), coalesce(r.pool, 0), coalesce(r.tcps, 0), coalesce(r.udps, 0),
+             coalesce(r.tcprx, 0), coalesce(r.tcptx, 0), coalesce(r.udprx, 0), coalesce(r.udptx, 0),
+             coalesce(r.traffic_tcprx, 0), coalesce(r.traffic_tcptx, 0), coalesce(r.traffic_udprx, 0), coalesce(r.traffic_udptx, 0),
+             coalesce(r.resume, '{}'::jsonb), to_timestamp(r.state_at / 1000.0)
       FROM unnest(
         ${batch.map((r) => r.endpointId)}::bigint[],
         ${batch.map((r) => r.instanceId)}::text[],
@@ -188,16 +221,36 @@ export class Store {
         ${batch.map((r) => boolText(r.deleted))}::text[]::boolean[],
         ${batch.map((r) => r.deletedAt)}::float8[],
         ${batch.map((r) => r.at)}::float8[],
-        ${batch.map((r) => r.status)}::text[]
-      ) AS r(endpoint_id, instance_id, alias, type, url, config, restart, meta, deleted, deleted_at, at, status)
+        ${batch.map((r) => r.status)}::text[],
+        ${num((b) => b.mode)}::integer[],
+        ${num((b) => b.ping)}::integer[],
+        ${num((b) => b.pool)}::integer[],
+        ${num((b) => b.tcps)}::integer[],
+        ${num((b) => b.udps)}::integer[],
+        ${num((b) => b.counters.tcprx)}::bigint[],
+        ${num((b) => b.counters.tcptx)}::bigint[],
+        ${num((b) => b.counters.udprx)}::bigint[],
+        ${num((b) => b.counters.udptx)}::bigint[],
+        ${num((b) => b.traffic.tcprx)}::bigint[],
+        ${num((b) => b.traffic.tcptx)}::bigint[],
+        ${num((b) => b.traffic.udprx)}::bigint[],
+        ${num((b) => b.traffic.udptx)}::bigint[],
+        ${base.map((b) => (b ? JSON.stringify(b.resume) : null))}::text[]::jsonb[],
+        ${num((b) => b.at)}::float8[]
+      ) AS r(endpoint_id, instance_id, alias, type, url, config, restart, meta, deleted, deleted_at, at, status,
+             mode, ping, pool, tcps, udps, tcprx, tcptx, udprx, udptx,
+             traffic_tcprx, traffic_tcptx, traffic_udprx, traffic_udptx, resume, state_at)
       ON CONFLICT (endpoint_id, instance_id) DO UPDATE SET
-        alias = excluded.alias, type = excluded.type, url = excluded.url, config = excluded.config,
-        restart = excluded.restart, meta = excluded.meta,
-        deleted = excluded.deleted, deleted_at = excluded.deleted_at, config_at = excluded.config_at,
-        status = CASE WHEN t.status_at IS NULL OR t.status_at <= excluded.status_at
+        ${cfg('alias')}, ${cfg('type')}, ${cfg('url')}, ${cfg('config')}, ${cfg('restart')}, ${cfg('meta')},
+        ${cfg('deleted')}, ${cfg('deleted_at')}, ${cfg('config_at')},
+        status = CASE WHEN ${configNewer} AND (t.status_at IS NULL OR t.status_at <= excluded.status_at)
                       THEN excluded.status ELSE t.status END,
-        status_at = GREATEST(t.status_at, excluded.status_at)
-      WHERE t.config_at IS NULL OR t.config_at <= excluded.config_at`;
+        status_at = CASE WHEN ${configNewer} THEN GREATEST(t.status_at, excluded.status_at) ELSE t.status_at END,
+        ${state('mode')}, ${state('ping')}, ${state('pool')}, ${state('tcps')}, ${state('udps')},
+        ${state('tcprx')}, ${state('tcptx')}, ${state('udprx')}, ${state('udptx')},
+        ${state('traffic_tcprx')}, ${state('traffic_tcptx')}, ${state('traffic_udprx')}, ${state('traffic_udptx')},
+        ${state('resume')}, ${state('state_at')}
+      WHERE ${configNewer} OR ${baselineNewer}`;
     return { statements: 1, rows: result.count };
   }
 
@@ -681,6 +734,19 @@ export function latestPerTunnel<T extends TunnelKey & { at: number }>(records: r
   // In key order: two transactions touching the same tunnels (a retry beside a write that hung and resumed)
   // then lock the rows in the same order and cannot deadlock.
   return [...latest.values()].sort(compareTunnelKeys);
+}
+
+/** Per tunnel, the newest baseline any of the records carries (the latest config may carry none). */
+function latestBaselinePerTunnel(records: readonly TunnelConfigWrite[]): Map<string, TunnelStateRecord> {
+  const latest = new Map<string, TunnelStateRecord>();
+  for (const record of records) {
+    const b = record.baseline;
+    if (!b) continue;
+    const key = tunnelKey(record.endpointId, record.instanceId);
+    const current = latest.get(key);
+    if (!current || current.at <= b.at) latest.set(key, b);
+  }
+  return latest;
 }
 
 function compareTunnelKeys(a: TunnelKey, b: TunnelKey): number {

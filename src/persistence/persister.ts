@@ -24,14 +24,15 @@ import type {
 import { parseLogLine } from '../../actors/log-line.js';
 import { staticFieldsOf, type Counters } from '../../actors/model.js';
 import type { Stats } from '../runtime/stats.js';
-import type { Store, WriteResult } from '../db/store.js';
+import type { Store, TunnelConfigWrite, WriteResult } from '../db/store.js';
 import { CoalescingQueue, SpillingQueue } from './queues.js';
 
 /** What the persister needs from the database layer: src/db/store.ts. */
 export type PersistenceStore = Pick<
   Store,
   'writeTunnelConfigs' | 'writeStatusChanges' | 'writeOfflineIntervals' | 'flushTunnelStates' | 'insertLogs' | 'rollupHours' | 'applyRetention'
->;
+> &
+  Partial<Pick<Store, 'ping'>>;
 
 export interface PersisterSettings {
   logBatchSize: number;
@@ -47,6 +48,12 @@ export interface PersisterSettings {
   trafficRetentionDays: number;
   /** How long `close()` (shutdown) keeps trying to write everything before spilling the rest. */
   closeTimeoutMs: number;
+  /**
+   * While a supervisor's last write failed, the database is probed (`SELECT 1`) this often, real time, and the
+   * failed supervisors are woken as soon as it answers, instead of sleeping out their retry backoff (up to 30 s).
+   * Default 1,000; 0: no probe.
+   */
+  recoveryProbeMs?: number;
 }
 
 export const DEFAULT_PERSISTER_SETTINGS: PersisterSettings = {
@@ -58,10 +65,11 @@ export const DEFAULT_PERSISTER_SETTINGS: PersisterSettings = {
   logsRetentionDays: 7,
   trafficRetentionDays: 30,
   closeTimeoutMs: 30_000,
+  recoveryProbeMs: 1_000,
 };
 
 type ConfigOp =
-  | { kind: 'config'; record: TunnelConfigRecord }
+  | { kind: 'config'; record: TunnelConfigWrite }
   | { kind: 'status'; record: StatusChangeRecord }
   | { kind: 'offline'; record: OfflineRecord };
 
@@ -92,6 +100,19 @@ export function toConfigRecord(c: TunnelContext, at: number): TunnelConfigRecord
     deletedAt: c.deletedAt,
     at,
   };
+}
+
+/**
+ * The state a configuration record carries while the tunnel has counted no traffic yet: above all at its creation,
+ * when the first sample is the baseline every later delta is measured against. Written with the configuration (at
+ * once, in the same statement), it survives a kill before the first state flush, and the restart counts the
+ * traffic since that first sample instead of taking a new baseline. Once traffic was counted the state belongs to
+ * the state flusher alone: its traffic total must be checkpointed together with the hour buckets.
+ */
+export function baselineOf(c: TunnelContext): TunnelStateRecord | null {
+  const t = c.traffic;
+  if (c.track.last === null || c.stateAt === 0 || t.tcprx + t.tcptx + t.udprx + t.udptx !== 0) return null;
+  return toStateRecord(c);
 }
 
 export function toStateRecord(c: TunnelContext): TunnelStateRecord {
@@ -125,6 +146,14 @@ export class Persister {
   private closing = false;
   /** Set when `close()` gave up and spilled: nothing may be taken from or put back into the queues any more. */
   private abandoned = false;
+  /** Supervisors whose last write failed (they sit in their retry backoff): woken when the database answers again. */
+  private readonly failing = new Set<SupervisorName>();
+  private probing = false;
+  /**
+   * Set when a probe found the database unreachable. Only then are failed supervisors woken early: a write that
+   * failed while the database answered (bad data) keeps its backoff rather than being retried every second.
+   */
+  private unreachableSeen = false;
 
   constructor(
     private readonly store: PersistenceStore,
@@ -157,7 +186,10 @@ export class Persister {
 
   readonly tunnelEffects = {
     persistConfig: (_: unknown, p: ConfigChangeParams) => {
-      this.configQueue.push({ kind: 'config', record: toConfigRecord(p.context, p.at) }, this.now());
+      const record: TunnelConfigWrite = toConfigRecord(p.context, p.at);
+      const baseline = baselineOf(p.context);
+      if (baseline) record.baseline = baseline;
+      this.configQueue.push({ kind: 'config', record }, this.now());
       this.notify('configWriter', this.configQueue.size, 1);
     },
     persistStatusChange: (_: unknown, p: StatusChangeParams) => {
@@ -224,9 +256,16 @@ export class Persister {
     let rows: number;
     try {
       rows = await write;
+    } catch (error) {
+      this.failing.add(name);
+      this.probeUntilRecovered();
+      throw error;
     } finally {
       this.inflight.delete(write);
     }
+    // The database took this write: the others need not sleep out their backoff.
+    this.failing.delete(name);
+    if (this.failing.size > 0 && this.unreachableSeen) this.wakeFailing();
     const remaining = name === 'configWriter' ? this.configQueue.size : name === 'stateFlusher' ? this.stateQueue.size : this.logQueue.size;
     this.publishQueueStats();
     return { rows, remaining, at: this.now() };
@@ -247,7 +286,7 @@ export class Persister {
   private async writeConfigBatch(): Promise<number> {
     const batch = this.configQueue.take(this.settings.maxBatchRows);
     if (batch.length === 0) return 0;
-    const configs = batch.filter((b) => b.item.kind === 'config').map((b) => b.item.record as TunnelConfigRecord);
+    const configs = batch.filter((b) => b.item.kind === 'config').map((b) => b.item.record as TunnelConfigWrite);
     const statuses = batch.filter((b) => b.item.kind === 'status').map((b) => b.item.record as StatusChangeRecord);
     const offline = batch.filter((b) => b.item.kind === 'offline').map((b) => b.item.record as OfflineRecord);
     try {
@@ -298,6 +337,49 @@ export class Persister {
       if (!this.abandoned) this.logQueue.putBack(batch);
       throw error;
     }
+  }
+
+  /**
+   * After a long outage the supervisors' retry backoff has grown to its cap (30 s): without this, writing would
+   * resume only when the next retry happens to fire. One probe loop at a time, only while some write has failed;
+   * probes are not writes (not counted as statements or database errors).
+   */
+  private probeUntilRecovered(): void {
+    const every = this.settings.recoveryProbeMs ?? DEFAULT_PERSISTER_SETTINGS.recoveryProbeMs!;
+    const ping = this.store.ping?.bind(this.store);
+    if (this.probing || every <= 0 || !ping) return;
+    this.probing = true;
+    void (async () => {
+      try {
+        while (this.failing.size > 0 && !this.closing) {
+          await new Promise((r) => setTimeout(r, every).unref());
+          if (this.failing.size === 0 || this.closing) return;
+          // A probe that hangs (a connection postgres.js keeps retrying, a black-holed network) counts as
+          // unreachable too; it is awaited rather than stacked, and its answer is the recovery.
+          const slow = setTimeout(() => (this.unreachableSeen = true), every).unref();
+          try {
+            await ping();
+          } catch {
+            this.unreachableSeen = true;
+            continue;
+          } finally {
+            clearTimeout(slow);
+          }
+          if (this.unreachableSeen) this.wakeFailing();
+          return;
+        }
+      } finally {
+        this.probing = false;
+      }
+    })();
+  }
+
+  /** Ends the retry wait of every supervisor whose last write failed (a new failure puts it back in backoff). */
+  private wakeFailing(): void {
+    this.unreachableSeen = false;
+    const names = [...this.failing];
+    this.failing.clear();
+    for (const name of names) this.supervisors.get(name)?.send({ type: 'batch.flush' });
   }
 
   async rollup(): Promise<{ rows: number; at: number }> {

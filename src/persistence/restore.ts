@@ -2,6 +2,8 @@
  * Rebuilding tunnel actors from the database after a restart or crash: the last absolute counters, the
  * counter-reset bookkeeping and the open hour buckets come back, so traffic across the restart is counted
  * once (the first sample after restart is a delta against the stored counters, not a new baseline).
+ * A tunnel's state is stored from its first moment: its creation record carries its baseline (persister.ts
+ * `baselineOf`), so a tunnel killed before its first state flush resumes from that baseline too.
  */
 import { newTunnelContext, type TunnelContext } from '../../actors/tunnel.machine.js';
 import { newCounterTrack, type CounterTrack } from '../../actors/traffic.js';

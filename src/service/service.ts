@@ -17,12 +17,16 @@ import { DEFAULT_PERSISTER_SETTINGS, Persister } from '../persistence/persister.
 import { DEFAULT_SUPERVISORS, Runtime } from '../runtime/runtime.js';
 import { Stats } from '../runtime/stats.js';
 import { EndpointRegistry } from './registry.js';
+import { LeaseKeeper } from './lease-keeper.js';
+import { LeaseRepo } from '../db/leases.js';
 import { startDemoSimulator, type DemoSimulator } from '../sim/demo.js';
 
 export interface Service {
   runtime: Runtime;
   http: FastifyInstance;
   registry: EndpointRegistry;
+  /** With leases on (`config.leases`): the keeper dividing the endpoints with the other processes. */
+  leases: LeaseKeeper | null;
   address: string;
   stop(): Promise<void>;
 }
@@ -87,7 +91,28 @@ export async function startService(config: Config, log: Logger = pino({ level: c
     supervisors: DEFAULT_SUPERVISORS({ logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs }),
   });
   runtime.start();
-  const registry = new EndpointRegistry({ repo, store, runtime, flushPending: () => persister.drain() });
+  // Leases on: actors only for the endpoints this process holds (docs/database.md, "Several processes").
+  const leaseRepo = config.leases ? new LeaseRepo(db, config.leaseOwner) : null;
+  const registry = new EndpointRegistry({
+    repo,
+    store,
+    runtime,
+    flushPending: () => persister.drain(),
+    leased: config.leases,
+    ...(leaseRepo ? { leaseHolder: (id: number) => leaseRepo.holder(id), leaseReleaseWaitMs: config.leaseTtlMs + config.leaseRenewMs } : {}),
+  });
+  const leases = leaseRepo
+    ? new LeaseKeeper({
+        leases: leaseRepo,
+        registry,
+        flushPending: () => persister.drain(),
+        ttlMs: config.leaseTtlMs,
+        renewEveryMs: config.leaseRenewMs,
+        log: log.child({ component: 'leases' }),
+        onError: () => stats.add('dbErrors'),
+      })
+    : null;
+  if (leases) registry.endpointsChanged = () => leases.poke();
 
   // Seed from the config file: add what is missing, update what changed (by name).
   if (config.configFile) await registry.seed(readConfigFile(config.configFile));
@@ -102,6 +127,10 @@ export async function startService(config: Config, log: Logger = pino({ level: c
   const restore = await registry.restoreAll();
   if (restore.unreadableKeys.length > 0) {
     log.warn({ endpoints: restore.unreadableKeys }, 'API keys sealed with another secret key: these endpoints stay in authFailed until their key is entered again');
+  }
+  if (leases) {
+    await leases.start();
+    log.info({ owner: leases.owner, held: leases.status().held.length, share: leases.status().share }, 'endpoint leases on');
   }
   restored = true;
 
@@ -127,10 +156,14 @@ export async function startService(config: Config, log: Logger = pino({ level: c
     runtime,
     http,
     registry,
+    leases,
     address,
     async stop() {
       try {
         await http.close();
+        // Leases first: stop their actors, write what they queued, release, so the others take over at once.
+        // Bounded by the lease TTL: past it the leases are gone anyway, and the runtime's flush below spills what is left.
+        await leases?.stop(Math.min(config.shutdownFlushMs, config.leaseTtlMs));
         await runtime.stop();
       } finally {
         // Even when the flush failed (its leftovers are in the spill files), close the journal and the database

@@ -118,7 +118,7 @@ describe('embedded database', () => {
       const [row] = await db.sql<{ schema: string; tables: number }[]>`
         SELECT current_schema() AS schema,
                (SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_a') AS tables`;
-      expect(row).toEqual({ schema: 'tenant_a', tables: 10 });
+      expect(row).toEqual({ schema: 'tenant_a', tables: 11 });
     } finally {
       await db.close();
     }

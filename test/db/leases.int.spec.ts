@@ -70,4 +70,27 @@ describe('endpoint leases', () => {
     expect(await a.release()).toBe(7);
     expect(await b.claim({ ttlMs: 60_000 })).toEqual(enabled());
   });
+
+  it('census: a live owner holding nothing counts (presence), leave and expiry forget it', async () => {
+    const a = new LeaseRepo(testDb.db, 'a');
+    const b = new LeaseRepo(testDb.db, 'b');
+    await a.heartbeat(60_000);
+    await a.claim({ ttlMs: 60_000 });
+    expect(await a.census()).toEqual({ enabledEndpoints: 9, liveOwners: 1, fewestHeld: 9 });
+    // b counts itself before its first heartbeat; after it, a counts b too, with nothing held.
+    expect(await b.census()).toEqual({ enabledEndpoints: 9, liveOwners: 2, fewestHeld: 0 });
+    await b.heartbeat(60_000);
+    expect(await a.census()).toEqual({ enabledEndpoints: 9, liveOwners: 2, fewestHeld: 0 });
+    expect(await b.leave()).toBe(0);
+    expect(await a.census()).toMatchObject({ liveOwners: 1 });
+    // A presence that ran out (a crashed process) no longer counts, and the next heartbeat deletes it.
+    await b.heartbeat(1);
+    await testDb.sql`SELECT pg_sleep(0.01)`;
+    expect(await a.census()).toMatchObject({ liveOwners: 1 });
+    await a.heartbeat(60_000);
+    expect((await testDb.sql<{ owner: string }[]>`SELECT owner FROM lease_owners ORDER BY owner`).map((r) => r.owner)).toEqual(['a']);
+    expect(await a.leave()).toBe(9);
+    expect(await testDb.sql`SELECT 1 FROM lease_owners`).toHaveLength(0);
+    expect(await b.claim({ ttlMs: 60_000 })).toEqual(enabled());
+  });
 });

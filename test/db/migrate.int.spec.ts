@@ -7,6 +7,7 @@ const testDb = useTestDatabase({ migrate: false });
 const EXPECTED_TABLES = [
   'endpoint_offline',
   'endpoints',
+  'lease_owners',
   'log_daily_counts',
   'schema_migrations',
   'traffic_hourly_endpoint',
@@ -16,6 +17,10 @@ const EXPECTED_TABLES = [
   'tunnel_status_changes',
   'tunnels',
 ];
+
+/** A migration after the last real one, for the concurrency and checksum checks. */
+const PROBE_VERSION = loadMigrations().length + 1;
+const PROBE_LABEL = `${String(PROBE_VERSION).padStart(3, '0')}_probe`;
 
 describe('migrate', () => {
   it('creates every table in the connection schema, and a second run applies nothing', async () => {
@@ -36,22 +41,22 @@ describe('migrate', () => {
   it('applies each migration once when several runs start at the same time', async () => {
     const extra = [
       ...loadMigrations(),
-      { version: 2, name: 'probe', sql: 'CREATE TABLE migration_probe (id int)', checksum: 'probe-v1' },
+      { version: PROBE_VERSION, name: 'probe', sql: 'CREATE TABLE migration_probe (id int)', checksum: 'probe-v1' },
     ];
     const reports = await Promise.all([migrate(testDb.sql, extra), migrate(testDb.sql, extra), migrate(testDb.sql, extra)]);
-    expect(reports.flatMap((r) => r.applied)).toEqual(['002_probe']);
+    expect(reports.flatMap((r) => r.applied)).toEqual([PROBE_LABEL]);
   });
 
   it('refuses a migration edited after the database applied it', async () => {
     const edited = [
       ...loadMigrations(),
-      { version: 2, name: 'probe', sql: 'CREATE TABLE migration_probe (id bigint)', checksum: 'probe-v2' },
+      { version: PROBE_VERSION, name: 'probe', sql: 'CREATE TABLE migration_probe (id bigint)', checksum: 'probe-v2' },
     ];
-    await expect(migrate(testDb.sql, edited)).rejects.toThrow(/002_probe was changed/);
+    await expect(migrate(testDb.sql, edited)).rejects.toThrow(new RegExp(`${PROBE_LABEL} was changed`));
   });
 
   it('reports versions it does not know instead of failing', async () => {
     const report = await migrate(testDb.sql);
-    expect(report.unknownVersions).toEqual([2]);
+    expect(report.unknownVersions).toEqual([PROBE_VERSION]);
   });
 });
