@@ -300,6 +300,9 @@ export function observe(
   const metaSame = sameMeta(inst.meta, ctx.meta);
   const configChanged =
     firstSight ||
+    // The baseline sample of a tunnel restored without a stored state: written through with the configuration,
+    // like a new tunnel's, so it is durable at once (persister.ts `baselineOf`).
+    ctx.track.last === null ||
     inst.alias !== ctx.alias ||
     inst.type !== ctx.type ||
     inst.url !== ctx.url ||

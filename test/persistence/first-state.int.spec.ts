@@ -139,6 +139,59 @@ describe('a tunnel killed before its first state flush', () => {
   });
 });
 
+describe('a tunnel restored without a stored state (a row from before the baseline was written with the creation)', () => {
+  it('writes its first sample through as the baseline, so a crash before the first state flush loses nothing', async () => {
+    await testDb.reset();
+    const endpointId = await createEndpointRow(testDb.sql, 'stateless-row');
+    const COUNTERS = { tcprx: 3_000_000, tcptx: 4_000_000, udprx: 5_000, udptx: 6_000 };
+    const sim = await startSimulator({
+      instances: [{ id: 'dddd0004', url: 'server://:10104/127.0.0.1:8084', counters: COUNTERS }],
+      reportIntervalMs: 0,
+      autoTraffic: false,
+      seed: 'stateless-row',
+    });
+    cleanups.push(() => sim.close());
+    const master = sim.master;
+    const id = 'dddd0004';
+    const def = { id: endpointId, name: 'stateless-row', baseUrl: master.apiBase, apiKey: master.apiKey, insecureTls: false, enabled: true };
+    const store = new Store(testDb.db);
+    const wire = master.instance(id)!;
+    expect(wire.status).toBe('running');
+    // The row holds exactly what the master will report: only the missing baseline can make the first sample a write.
+    await store.writeTunnelConfigs([{ ...configRecord(endpointId, id, Date.now() - 60_000, { alias: wire.alias, type: wire.type, url: wire.url, config: wire.config, restart: wire.restart, meta: wire.meta, status: 'running' }) }]);
+    const [legacy] = await store.loadTunnels(endpointId);
+    expect(legacy!.state).toBeNull();
+
+    const settings = { ...DEFAULT_PERSISTER_SETTINGS, stateFlushMs: 600_000, logFlushMs: 600_000, logBatchSize: 100_000 };
+    const persister1 = new Persister(store, new Stats(), Date.now, settings);
+    const life1 = new Runtime({ persister: persister1, supervisors: DEFAULT_SUPERVISORS(settings) });
+    life1.start();
+    life1.addEndpoint(def, { tunnels: (await store.loadTunnels(endpointId)).map(tunnelContextFromStore) });
+    await waitFor('the baseline written through', async () => sameCounters((await store.loadTunnels(endpointId))[0]!.state?.counters, COUNTERS));
+
+    master.addTraffic(id, { tcprx: 10_000 });
+    master.checkpoint(id);
+    await waitFor('the first life to count it', () => life1.tunnel(endpointId, id)!.traffic.tcprx === 10_000);
+    await persister1.settle();
+    life1.fleet.stop(); // the crash: the state queue (10,000 B counted) is never written
+
+    master.addTraffic(id, { tcprx: 20_000, udptx: 3 });
+    master.checkpoint(id);
+    const persister2 = new Persister(store, new Stats(), Date.now, settings);
+    const life2 = new Runtime({ persister: persister2, supervisors: DEFAULT_SUPERVISORS(settings) });
+    life2.start();
+    cleanups.push(() => life2.stop().catch(() => {}));
+    life2.addEndpoint(def, { tunnels: (await store.loadTunnels(endpointId)).map(tunnelContextFromStore) });
+    await waitFor('the second life to see the gap', () => sameCounters(life2.tunnel(endpointId, id)?.counters, countersOf(master.instance(id)!)));
+    await persister2.drain();
+
+    const truth = minus(countersOf(master.instance(id)!), COUNTERS);
+    expect(truth).toEqual({ tcprx: 30_000, tcptx: 0, udprx: 0, udptx: 3 });
+    expect(countersOf(life2.tunnel(endpointId, id)!.traffic)).toEqual(truth);
+    expect((await store.loadTunnels(endpointId))[0]!.state!.traffic).toEqual(truth);
+  });
+});
+
 describe('the baseline carried by a configuration record', () => {
   it('is written with the configuration in one statement, and never overwrites a state of the same moment or later', async () => {
     await testDb.reset();
