@@ -53,6 +53,23 @@ export const EventsQuery = Type.Object({
 });
 export type EventsQuery = Static<typeof EventsQuery>;
 
+export const RecentEventsQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, default: 100, description: 'at most this many, newest first' })),
+});
+export const RecentEventsResponse = Type.Object({
+  capacity: Type.Integer({ description: 'events the ring keeps for this endpoint (TUNNELPULSE_EVENT_RING)' }),
+  total: Type.Integer({ description: 'events recorded since the endpoint was added (older ones have left the ring)' }),
+  items: Type.Array(
+    Type.Object({
+      receivedAt: IsoTime,
+      kind: Type.Union([Type.Literal('instance'), Type.Literal('master'), Type.Literal('shutdown'), Type.Literal('rejected')]),
+      type: Type.String({ description: 'NodePass event type, or the rejection reason' }),
+      instanceId: Nullable(Type.String()),
+      status: Nullable(Type.String()),
+      at: Nullable(IsoTime),
+    }),
+  ),
+});
 export const ActorParams = Type.Object({ actorId: Type.String({ minLength: 1, maxLength: 600, description: 'URL-encoded actor id' }) });
 export type ActorParams = Static<typeof ActorParams>;
 

@@ -29,6 +29,7 @@ import type { MasterInfo, ParsedEvent } from '../../actors/model.js';
 import { HOUR_MS } from '../../actors/traffic.js';
 import { openEventStream, type StreamCloseResult } from '../ingest/event-stream.js';
 import { EventDelivery } from './delivery.js';
+import { RecentEvents, type RecentEvent } from './recent-events.js';
 import type { JournalWriter } from '../ingest/journal.js';
 import { MasterAgentPool, getInfo, listInstances } from '../ingest/master-api.js';
 import type { Persister, SupervisorName } from '../persistence/persister.js';
@@ -66,6 +67,8 @@ export interface RuntimeOptions {
   onMasterInfo?: (endpointId: number, info: MasterInfo) => void;
   /** Bound on each `/info` and `/instances` call (default 10 s). */
   masterRequestTimeoutMs?: number;
+  /** Latest events kept in memory per endpoint (`GET /api/endpoints/:id/events`); default 1,000, 0: none. */
+  recentEventsPerEndpoint?: number;
 }
 
 /** Bound on each `/info` and `/instances` call (a real `/info` takes ~100 ms; a big listing a few MB). */
@@ -102,6 +105,8 @@ export class Runtime {
   private readonly agents = new MasterAgentPool();
   /** Endpoint actors whose state the feed follows: the unsubscribe, and the last state name published. */
   private readonly endpointWatches = new Map<number, { unsubscribe: () => void; last: string }>();
+  /** The ring of the latest events of each endpoint; it outlives reconnects, not the endpoint's removal. */
+  private readonly recent = new Map<number, RecentEvents>();
   private stopped = false;
 
   constructor(private readonly options: RuntimeOptions = {}) {
@@ -176,6 +181,7 @@ export class Runtime {
 
   addEndpoint(def: EndpointDefinition, restore?: { tunnels?: TunnelContext[] }): void {
     this.definitions.set(def.id, def);
+    if (!this.recent.has(def.id)) this.recent.set(def.id, new RecentEvents(this.options.recentEventsPerEndpoint ?? 1_000));
     this.fleet.send({
       type: 'fleet.add_endpoint',
       input: { endpointId: def.id, name: def.name, enabled: def.enabled, settings: this.options.endpointSettings, restoreTunnels: restore?.tunnels },
@@ -212,6 +218,7 @@ export class Runtime {
     this.fleet.send({ type: 'fleet.remove_endpoint', endpointId: id });
     const removed = this.definitions.get(id);
     this.definitions.delete(id);
+    this.recent.delete(id);
     if (removed) this.releaseAgents(removed.baseUrl);
     this.changes.publish('endpoint.removed', id, null, {});
   }
@@ -221,6 +228,12 @@ export class Runtime {
   }
 
   // ---- reads ------------------------------------------------------------------------------------------
+
+  /** The endpoint's latest events, newest first (null: no such endpoint). */
+  recentEvents(id: number, limit?: number): { capacity: number; total: number; items: RecentEvent[] } | null {
+    const ring = this.recent.get(id);
+    return ring ? { capacity: ring.capacity, total: ring.total, items: ring.latest(limit) } : null;
+  }
 
   endpointRef(id: number) {
     return this.fleet.getSnapshot().context.endpoints[String(id)];
@@ -311,7 +324,11 @@ export class Runtime {
     const journal = this.options.journal?.endpoint(def.name);
     // Instance events of one socket chunk reach the endpoint as one batch (src/runtime/delivery.ts).
     const delivery = new EventDelivery(this.stats, this.now, sendBack);
-    const deliver = (parsed: ParsedEvent) => delivery.deliver(parsed);
+    const ring = this.recent.get(endpointId);
+    const deliver = (parsed: ParsedEvent) => {
+      ring?.record(parsed, this.now());
+      delivery.deliver(parsed);
+    };
     const handle = openEventStream({
       baseUrl: def.baseUrl,
       apiKey: def.apiKey,

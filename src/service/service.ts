@@ -79,6 +79,7 @@ export async function startService(config: Config, log: Logger = pino({ level: c
     stats,
     persister,
     journal,
+    recentEventsPerEndpoint: config.eventRingSize,
     onMasterInfo: (endpointId, info) => {
       repo.setMasterInfo(endpointId, info).catch((error: unknown) => log.warn({ endpointId, error: String(error) }, 'master info not stored'));
     },

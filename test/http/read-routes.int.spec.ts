@@ -91,6 +91,24 @@ describe('tunnel views', () => {
   });
 });
 
+describe('recent events (the in-memory ring per endpoint)', () => {
+  it('lists the latest events newest first: the snapshot, the checkpoints, the stop and the log lines', async () => {
+    const recent = await get('/api/endpoints/1/events?limit=1000');
+    expect(recent.capacity).toBe(1000);
+    expect(recent.items.length).toBe(recent.total);
+    const times = recent.items.map((e: any) => Date.parse(e.receivedAt));
+    expect([...times].sort((a, b) => b - a)).toEqual(times);
+    const types = recent.items.map((e: any) => e.type);
+    expect(recent.items.filter((e: any) => e.kind === 'instance' && e.type === 'initial')).toHaveLength(ids.length);
+    expect(types).toContain('log');
+    expect(recent.items.some((e: any) => e.instanceId === ids[2] && e.status === 'stopped')).toBe(true);
+    expect(recent.items.filter((e: any) => e.kind === 'master')).toEqual([expect.objectContaining({ type: 'initial', instanceId: null })]);
+    expect((await get('/api/endpoints/1/events?limit=2')).items).toEqual(recent.items.slice(0, 2));
+    expect((await h.http.inject('/api/endpoints/9/events')).statusCode).toBe(404);
+    expect((await h.http.inject('/api/endpoints/1/events?limit=0')).statusCode).toBe(400);
+  });
+});
+
 describe('traffic', () => {
   it('has one point per hour, oldest first, the open hour from memory, stored hours from the database', async () => {
     const now = Date.now();

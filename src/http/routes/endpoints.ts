@@ -3,7 +3,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { HttpDeps } from '../deps.js';
 import { HttpError, notFound } from '../errors.js';
-import { CreateEndpointBody, EndpointParams, EndpointView, ErrorResponse, UpdateEndpointBody, errorResponses } from '../schemas.js';
+import { iso } from '../../../actors/model.js';
+import { CreateEndpointBody, EndpointParams, EndpointView, ErrorResponse, RecentEventsQuery, RecentEventsResponse, UpdateEndpointBody, errorResponses } from '../schemas.js';
 import { endpointView } from '../views.js';
 
 export const endpointRoutes: FastifyPluginAsyncTypebox<HttpDeps> = async (fastify, deps) => {
@@ -26,6 +27,24 @@ export const endpointRoutes: FastifyPluginAsyncTypebox<HttpDeps> = async (fastif
   }, async () => {
     const ids = deps.registry ? deps.registry.list().map((row) => row.id) : runtime.endpoints().map((e) => e.endpointId).sort((a, b) => a - b);
     return ids.map(view);
+  });
+
+  fastify.get('/api/endpoints/:id/events', {
+    schema: {
+      tags: ['endpoints'],
+      summary: "The endpoint's latest events, from the in-memory ring (newest first; TUNNELPULSE_EVENT_RING per endpoint)",
+      params: EndpointParams,
+      querystring: RecentEventsQuery,
+      response: { 200: RecentEventsResponse, ...errorResponses },
+    },
+  }, async (request) => {
+    const recent = runtime.recentEvents(request.params.id, request.query.limit ?? 100);
+    if (!recent) throw notFound(`endpoint ${request.params.id}`);
+    return {
+      capacity: recent.capacity,
+      total: recent.total,
+      items: recent.items.map((e) => ({ ...e, receivedAt: iso(e.receivedAt), at: e.at === null ? null : iso(e.at) })),
+    };
   });
 
   fastify.post('/api/endpoints', {
