@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startSimulator, type HostedMaster, type SimulatorHandle } from '../../src/sim/simulator.js';
 import { useTestDatabase } from '../support/database.js';
-import { FAST_ENDPOINT_SETTINGS, startIngest, sumCounters, waitFor, type Ingest } from './support/ingest.js';
+import { FAST_ENDPOINT_SETTINGS, matchesMaster, startIngest, sumCounters, waitFor, type Ingest } from './support/ingest.js';
 
 const testDb = useTestDatabase();
 let sim: SimulatorHandle | undefined;
@@ -22,19 +22,6 @@ afterEach(async () => {
   ingest = undefined;
   sim = undefined;
 });
-
-const COUNTERS = ['tcprx', 'tcptx', 'udprx', 'udptx'] as const;
-
-function matchesMaster(ingest: Ingest, endpointId: number, master: HostedMaster): boolean {
-  const ids = master.instanceIds();
-  const tunnels = ingest.runtime.tunnels(endpointId).filter((t) => !t.deleted);
-  if (tunnels.length !== ids.length) return false;
-  return ids.every((id) => {
-    const ours = ingest.runtime.tunnel(endpointId, id);
-    const theirs = master.instance(id)!;
-    return ours !== null && ours.status === theirs.status && COUNTERS.every((k) => ours.counters[k] === theirs[k]);
-  });
-}
 
 async function connected(master: HostedMaster, settings = FAST_ENDPOINT_SETTINGS) {
   ingest = await startIngest(testDb, settings);

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startSimulator, type HostedMaster, type SimulatorHandle } from '../../src/sim/simulator.js';
 import { useTestDatabase } from '../support/database.js';
-import { startIngest, sumCounters, waitFor, type Ingest } from './support/ingest.js';
+import { matchesMaster, startIngest, sumCounters, waitFor, type Ingest } from './support/ingest.js';
 
 const testDb = useTestDatabase();
 let sim: SimulatorHandle | undefined;
@@ -26,19 +26,6 @@ afterEach(async () => {
   ingest = undefined;
   sim = undefined;
 });
-
-const COUNTERS = ['tcprx', 'tcptx', 'udprx', 'udptx'] as const;
-
-function matchesMaster(ingest: Ingest, endpointId: number, master: HostedMaster): boolean {
-  const ids = master.instanceIds();
-  const tunnels = ingest.runtime.tunnels(endpointId).filter((t) => !t.deleted);
-  if (tunnels.length !== ids.length) return false;
-  return ids.every((id) => {
-    const ours = ingest.runtime.tunnel(endpointId, id);
-    const theirs = master.instance(id)!;
-    return ours !== null && ours.status === theirs.status && COUNTERS.every((k) => ours.counters[k] === theirs[k]);
-  });
-}
 
 describe('100 endpoints at once', () => {
   it('connects to all of them, follows every master, and stores every tunnel', async () => {

@@ -7,7 +7,7 @@ import os from 'node:os';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startSimulator, type HostedMaster, type SimulatorHandle } from '../../src/sim/simulator.js';
 import { useTestDatabase } from '../support/database.js';
-import { startIngest, sumCounters, waitFor, type Ingest } from './support/ingest.js';
+import { matchesMaster, startIngest, sumCounters, waitFor, type Ingest } from './support/ingest.js';
 
 const testDb = useTestDatabase();
 let sim: SimulatorHandle | undefined;
@@ -22,20 +22,6 @@ afterEach(async () => {
   ingest = undefined;
   sim = undefined;
 });
-
-const COUNTERS = ['tcprx', 'tcptx', 'udprx', 'udptx'] as const;
-
-/** Whether every tunnel of the endpoint holds exactly the master's status and counters for that instance. */
-function matchesMaster(ingest: Ingest, endpointId: number, master: HostedMaster): boolean {
-  const ids = master.instanceIds();
-  const tunnels = ingest.runtime.tunnels(endpointId).filter((t) => !t.deleted);
-  if (tunnels.length !== ids.length) return false;
-  return ids.every((id) => {
-    const ours = ingest.runtime.tunnel(endpointId, id);
-    const theirs = master.instance(id)!;
-    return ours !== null && ours.status === theirs.status && COUNTERS.every((k) => ours.counters[k] === theirs[k]);
-  });
-}
 
 describe('a live endpoint', () => {
   it('connects, takes the snapshot, follows updates and logs, and writes them to the database', async () => {

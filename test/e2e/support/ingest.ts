@@ -13,6 +13,7 @@ import { DEFAULT_PERSISTER_SETTINGS, Persister } from '../../../src/persistence/
 import { DEFAULT_SUPERVISORS, Runtime } from '../../../src/runtime/runtime.js';
 import { Stats } from '../../../src/runtime/stats.js';
 import { EndpointRegistry } from '../../../src/service/registry.js';
+import type { HostedMaster } from '../../../src/sim/simulator.js';
 import type { TestDatabase } from '../../support/database.js';
 
 /** Short timings so liveness and backoff show within a test; the rules are those of production. */
@@ -115,3 +116,17 @@ export const sumCounters = (list: readonly Counters[]): Counters =>
     udprx: 0,
     udptx: 0,
   });
+
+const COUNTERS = ['tcprx', 'tcptx', 'udprx', 'udptx'] as const;
+
+/** Whether every tunnel of the endpoint holds exactly the master's status and counters for that instance. */
+export function matchesMaster(ingest: Ingest, endpointId: number, master: HostedMaster): boolean {
+  const ids = master.instanceIds();
+  const tunnels = ingest.runtime.tunnels(endpointId).filter((t) => !t.deleted);
+  if (tunnels.length !== ids.length) return false;
+  return ids.every((id) => {
+    const ours = ingest.runtime.tunnel(endpointId, id);
+    const theirs = master.instance(id)!;
+    return ours !== null && ours.status === theirs.status && COUNTERS.every((k) => ours.counters[k] === theirs[k]);
+  });
+}
