@@ -178,9 +178,11 @@ it(`survives ${ROUNDS} slow spells of ${SLOW_MS / 1000} s and a reset after a ba
 
   expect(committedDespiteReset).toBe(resetBatchSize); // every line of the failed batch is stored…
   expect(resetBatchCopies).toBe(resetBatchSize); // …once
-  // The reset statement itself committed (PostgreSQL finished it after the client left): the retry found its
-  // lines already stored and inserted only the lines queued after it.
-  expect(retryInsertedRows).toBeLessThanOrEqual(retryBatchSize - resetBatchSize);
+  // The orphaned statement (PostgreSQL may finish it after the client left) and the retry race for the lock:
+  // either may store the batch's lines; which one does is not ordered, and the identity key makes it harmless —
+  // exactly-once is what the copies above and the sequence scan below assert.
+  expect(retryInsertedRows).toBeGreaterThanOrEqual(0);
+  expect(retryInsertedRows).toBeLessThanOrEqual(retryBatchSize);
   expect(largestBatchAfterSlow).toBeGreaterThan(typicalBatch * 2); // batches grew instead of piling up
   expect(scan.duplicates).toBe(0);
   expect(scan.missing).toBe(0);
