@@ -67,6 +67,8 @@ export interface SampleResult {
 
 /** Shared by every ordinary sample (callers read flags, never push to them). */
 const NO_FLAGS: SampleFlag[] = Object.freeze([]) as unknown as SampleFlag[];
+/** The delta of a sample that moved nothing (shared, frozen: consumers only read deltas). */
+const NO_DELTA: Counters = Object.freeze({ tcprx: 0, tcptx: 0, udprx: 0, udptx: 0 });
 
 const allZero = (c: Counters): boolean => c.tcprx === 0 && c.tcptx === 0 && c.udprx === 0 && c.udptx === 0;
 
@@ -92,8 +94,19 @@ export function startRun(track: CounterTrack, counters: Counters): CounterTrack 
 
 /** Applies one absolute sample. Never returns a negative delta. */
 export function applySample(track: CounterTrack, sample: Counters): SampleResult {
-  const value = pickCounters(sample);
   const last = track.last;
+  if (
+    last !== null &&
+    track.pendingOffset === null &&
+    sample.tcprx === last.tcprx &&
+    sample.tcptx === last.tcptx &&
+    sample.udprx === last.udprx &&
+    sample.udptx === last.udptx
+  ) {
+    // Nothing moved (log lines, gauge-only updates): the track stays as it is, no copy.
+    return { track, delta: NO_DELTA, flags: NO_FLAGS };
+  }
+  const value = pickCounters(sample);
   if (last === null) {
     return { track: { ...track, last: value }, delta: { ...ZERO_COUNTERS }, flags: ['baseline'] };
   }
@@ -186,7 +199,11 @@ export function addToHourBuckets(
 ): Record<string, Counters> {
   if (allZero(delta)) return buckets;
   const key = hourKeyOf(at);
-  const next: Record<string, Counters> = { ...buckets, [key]: addCounters(buckets[key] ?? ZERO_COUNTERS, delta) };
+  const bucket = buckets[key];
+  const next: Record<string, Counters> = { ...buckets };
+  next[key] = addCounters(bucket ?? ZERO_COUNTERS, delta);
+  // The common case, the current hour's bucket already held and no more buckets than kept: none to drop.
+  if (bucket !== undefined && countAtMost(next, keepHours)) return next;
   const keys = Object.keys(next);
   if (keys.length > keepHours) {
     keys.sort((a, b) => Number(a) - Number(b));
@@ -195,10 +212,20 @@ export function addToHourBuckets(
   return next;
 }
 
+/** Whether `record` has at most `max` keys (without building the key list). */
+function countAtMost(record: Record<string, unknown>, max: number): boolean {
+  let n = 0;
+  for (const _ in record) if (++n > max) return false;
+  return true;
+}
+
 /** Bytes per second between two samples, for the "current rate" of a tunnel. */
 export function ratesOf(delta: Counters, spanMs: number): Counters {
   if (spanMs <= 0) return { ...ZERO_COUNTERS };
-  const r = { ...ZERO_COUNTERS };
-  for (const k of COUNTER_KEYS) r[k] = Math.round((delta[k] * 1000) / spanMs);
-  return r;
+  return {
+    tcprx: Math.round((delta.tcprx * 1000) / spanMs),
+    tcptx: Math.round((delta.tcptx * 1000) / spanMs),
+    udprx: Math.round((delta.udprx * 1000) / spanMs),
+    udptx: Math.round((delta.udptx * 1000) / spanMs),
+  };
 }

@@ -3,6 +3,8 @@
  */
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import { destination, pino } from 'pino';
+import { unhandledRejectionPolicy } from '../db/driver-faults.js';
 import { registerBenchCommand } from '../bench/command.js';
 import { registerReplayCommand } from '../replay/command.js';
 import { registerServiceCommands } from '../service/command.js';
@@ -20,5 +22,8 @@ export function buildProgram(): Command {
   registerBenchCommand(program);
   return program;
 }
+
+// One known driver fault is absorbed and counted; any other unhandled rejection still ends the process (exit 1).
+process.on('unhandledRejection', unhandledRejectionPolicy(pino({ name: 'tunnelpulse' }, destination(2))));
 
 await buildProgram().parseAsync(process.argv);
