@@ -178,31 +178,15 @@ export function newTunnelContext(input: TunnelInput): TunnelContext {
  * The fields of the context that one applied (not stale) event sets. Built by `observe`, written into the
  * context by `commitObservation`.
  */
-export interface AppliedState {
-  alias: string;
-  type: string;
-  url: string;
-  config: string;
-  restart: boolean;
-  meta: InstanceMeta;
-  status: InstanceStatus;
-  mode: number;
-  ping: number;
-  pool: number;
-  tcps: number;
-  udps: number;
-  counters: Counters;
-  traffic: Counters;
-  rates: Counters;
-  hours: Record<string, Counters>;
-  track: CounterTrack;
-  stateAt: number;
-  updatedAt: number;
-  statusChanges: StatusChange[];
-  anomalies: TunnelContext['anomalies'];
-  deleted: boolean;
-  deletedAt: number | null;
-}
+export type AppliedState = Omit<
+  Pick<
+    TunnelContext,
+    | 'alias' | 'type' | 'url' | 'config' | 'restart' | 'meta' | 'status' | 'mode' | 'ping' | 'pool' | 'tcps' | 'udps'
+    | 'counters' | 'traffic' | 'rates' | 'hours' | 'track' | 'stateAt' | 'updatedAt' | 'statusChanges' | 'anomalies'
+    | 'deleted' | 'deletedAt'
+  >,
+  'status'
+> & { status: InstanceStatus };
 
 /** What one observation does, computed by `observe` below; `commitObservation` applies it. */
 export interface Observation {

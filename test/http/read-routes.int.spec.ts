@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOUR_MS, hourOf } from '../../actors/traffic.js';
 import { startSimulator, type SimulatorHandle } from '../../src/sim/simulator.js';
 import { useTestDatabase } from '../support/database.js';
+import { expectedTunnelView } from '../support/instances.js';
 import { startHarness, until, type Harness } from './harness.js';
 
 const testDb = useTestDatabase();
@@ -60,22 +61,7 @@ describe('tunnel views', () => {
     expect(tunnels.map((t) => t.instanceId)).toEqual([...ids].sort());
     for (const inst of listed) {
       const view = await get(`/api/endpoints/1/tunnels/${inst.id}`);
-      expect(view).toMatchObject({
-        endpointId: 1,
-        instanceId: inst.id,
-        alias: inst.alias,
-        type: inst.type,
-        url: inst.url,
-        status: inst.status,
-        deleted: false,
-        counters: { tcprx: inst.tcprx, tcptx: inst.tcptx, udprx: inst.udprx, udptx: inst.udptx },
-        mode: inst.mode,
-        ping: inst.ping,
-        pool: inst.pool,
-        tcps: inst.tcps,
-        udps: inst.udps,
-        meta: inst.meta,
-      });
+      expect(view).toMatchObject({ endpointId: 1, ...expectedTunnelView(inst) });
       expect(Object.keys(view).sort()).toEqual(
         ['alias', 'counters', 'deleted', 'endpointId', 'instanceId', 'logLines', 'meta', 'mode', 'ping', 'pool', 'rates', 'status',
           'statusChanges', 'tcps', 'traffic', 'type', 'udps', 'updatedAt', 'url'].sort(),

@@ -15,6 +15,7 @@ import { openDatabase } from '../../src/db/connection.js';
 import { replayFiles } from '../../src/replay/replay.js';
 import { startService, type Service } from '../../src/service/service.js';
 import { startSimulator, type SimulatorHandle } from '../../src/sim/simulator.js';
+import { expectedTunnelView } from '../support/instances.js';
 
 const TOKEN = 'e2e-access-token-0123456789';
 let sim: SimulatorHandle;
@@ -109,21 +110,7 @@ describe('simulator → service → HTTP', () => {
     expect(listed.map((i) => i.id).sort()).toEqual(ids.slice(0, 3).sort());
     for (const inst of listed) {
       const view = await call(`/api/endpoints/${id}/tunnels/${inst.id}`);
-      expect(view).toMatchObject({
-        instanceId: inst.id,
-        alias: inst.alias,
-        type: inst.type,
-        url: inst.url,
-        status: inst.status,
-        deleted: false,
-        counters: { tcprx: inst.tcprx, tcptx: inst.tcptx, udprx: inst.udprx, udptx: inst.udptx },
-        mode: inst.mode,
-        ping: inst.ping,
-        pool: inst.pool,
-        tcps: inst.tcps,
-        udps: inst.udps,
-        meta: inst.meta,
-      });
+      expect(view).toMatchObject(expectedTunnelView(inst));
     }
     const views = (await call(`/api/endpoints/${id}/tunnels`)) as any[];
     expect(views.find((v) => v.instanceId === ids[0])!.traffic).toEqual({ tcprx: 15_000, tcptx: 20_000, udprx: 300, udptx: 400 });

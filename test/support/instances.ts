@@ -41,3 +41,22 @@ export function instanceEvent(
 export const counters = (tcprx: number, tcptx = tcprx, udprx = 0, udptx = 0): Counters => ({ tcprx, tcptx, udprx, udptx });
 
 export const withStatus = (status: InstanceStatus, c: Partial<Counters> = {}): Partial<Instance> => ({ status, ...c });
+
+/** What a tunnel view (HTTP) must show for an instance the master lists (`GET /instances`). */
+export function expectedTunnelView(inst: Instance) {
+  return {
+    instanceId: inst.id,
+    alias: inst.alias,
+    type: inst.type,
+    url: inst.url,
+    status: inst.status,
+    deleted: false,
+    counters: { tcprx: inst.tcprx, tcptx: inst.tcptx, udprx: inst.udprx, udptx: inst.udptx },
+    mode: inst.mode,
+    ping: inst.ping,
+    pool: inst.pool,
+    tcps: inst.tcps,
+    udps: inst.udps,
+    meta: inst.meta,
+  };
+}
