@@ -3,6 +3,7 @@
  * with its machine, state value and status; and a JSON-safe view of any value an actor holds (contexts and
  * events carry actor refs, Maps and arbitrarily long strings).
  */
+import { redactUrlCredentials } from '../runtime/change-feed.js';
 import type { AnyActorRef } from 'xstate';
 import type { Runtime } from '../runtime/runtime.js';
 import { BATCHER_SUPERVISORS, SCHEDULED_SUPERVISORS, type MachineName } from './machines.js';
@@ -98,9 +99,6 @@ export interface SafeJsonLimits {
 export const CONTEXT_LIMITS: SafeJsonLimits = { maxDepth: 8, maxArray: 100, maxKeys: 200, maxString: 2_000 };
 export const EVENT_LIMITS: SafeJsonLimits = { maxDepth: 6, maxArray: 20, maxKeys: 50, maxString: 500 };
 
-/** A NodePass instance URL may carry the tunnel's password as userinfo (`server://secret@:10101/…`). */
-const USERINFO = /([a-z][a-z0-9+.-]*:\/\/)[^/@\s"]+@/gi;
-export const redactUserinfo = (text: string): string => (text.includes('@') ? text.replace(USERINFO, '$1***@') : text);
 
 const isActorRef = (v: object): v is AnyActorRef => 'sessionId' in v && 'send' in v && typeof (v as { send: unknown }).send === 'function';
 
@@ -113,7 +111,7 @@ export function toSafeJson(value: unknown, limits: SafeJsonLimits = CONTEXT_LIMI
   if (value === null || typeof value === 'boolean') return value;
   if (typeof value === 'number') return Number.isFinite(value) ? value : String(value);
   if (typeof value === 'string') {
-    const text = redactUserinfo(value);
+    const text = redactUrlCredentials(value); // a tunnel URL may carry its password as userinfo
     return text.length > limits.maxString ? `${text.slice(0, limits.maxString)}… (${text.length} chars)` : text;
   }
   if (typeof value === 'bigint') return value.toString();

@@ -4,7 +4,8 @@
  * it, a stream that does not drain is cut off and counted, and views of contexts are bounded and mask secrets.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { toSafeJson, redactUserinfo } from '../../src/inspect/actor-tree.js';
+import { toSafeJson } from '../../src/inspect/actor-tree.js';
+import { redactUrlCredentials } from '../../src/runtime/change-feed.js';
 import { InspectHub, summariseEvent, type StreamSink } from '../../src/inspect/inspect-hub.js';
 import { Runtime } from '../../src/runtime/runtime.js';
 
@@ -120,7 +121,7 @@ describe('toSafeJson', () => {
     expect(view['child']).toEqual({ $actor: runtime.fleet.id });
     expect(view['url']).toBe('client://***@1.2.3.4:10101/127.0.0.1:80');
     expect(view['note']).toBe('mail me at a@b.c');
-    expect(redactUserinfo('x server://k@:1/a y client://u:p@h:2/b')).toBe('x server://***@:1/a y client://***@h:2/b');
+    expect(redactUrlCredentials('x server://k@:1/a y client://u:p@h:2/b')).toBe('x server://***@:1/a y client://***@h:2/b');
   });
 
   it('cuts long strings, arrays and objects with a visible marker', () => {
