@@ -20,7 +20,7 @@
 import { assign, enqueueActions, fromCallback, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import { actorId, type Instance, type InstanceEvent, type MasterInfo, type ParsedEvent } from './model.js';
 import type { OfflineRecord } from './records.js';
-import { tunnelMachine, type TunnelSettings } from './tunnel.machine.js';
+import { observeInPlace, tunnelMachine, type TunnelSettings } from './tunnel.machine.js';
 
 export type TunnelRef = ActorRefFrom<typeof tunnelMachine>;
 
@@ -451,7 +451,9 @@ export const endpointMachine = endpointSetup
                   context.ignoredAfterTombstone++;
                   continue;
                 }
-                ref.send({ type: 'tunnel.observe', event: item.parsed.event, receivedAt: item.receivedAt, connection: context.connections });
+                if (!observeInPlace(ref, item.parsed.event, item.receivedAt, context.connections)) {
+                  ref.send({ type: 'tunnel.observe', event: item.parsed.event, receivedAt: item.receivedAt, connection: context.connections });
+                }
               }
             });
           }
@@ -925,6 +927,7 @@ function routeToTunnel(
   event: InstanceEvent,
   receivedAt: number,
   enqueue: {
+    (action: () => void): void;
     assign: (fn: (args: { spawn: (src: 'tunnel', opts: { id: string; input: import('./tunnel.machine.js').TunnelInput }) => unknown }) => Partial<EndpointContext>) => void;
     sendTo: (ref: TunnelRef | (() => TunnelRef), ev: import('./tunnel.machine.js').TunnelEvent) => void;
   },
@@ -952,7 +955,10 @@ function routeToTunnel(
     enqueue.sendTo(() => spawned!, observation);
     return;
   }
-  enqueue.sendTo(ref, observation);
+  const known = ref;
+  enqueue(() => {
+    if (!observeInPlace(known, event, receivedAt, observation.connection)) known.send(observation);
+  });
 }
 
 export type EndpointMachine = typeof endpointMachine;

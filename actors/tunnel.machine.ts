@@ -10,7 +10,7 @@
  * Effects are named stubs (`persistConfig`, `queueState`, `queueLog`, `persistStatusChange`,
  * `memoryFailed`): the runtime supplies them with `.provide()`, replay and tests supply their own.
  */
-import { assign, enqueueActions, setup } from 'xstate';
+import { assign, enqueueActions, setup, type ActorRefFrom } from 'xstate';
 import { lineHash, newLogDedupe, sightLogLine, type LogDedupe } from './log-identity.js';
 import {
   ZERO_COUNTERS,
@@ -409,6 +409,96 @@ function countFlags(a: TunnelContext['anomalies'], flags: SampleFlag[]): TunnelC
   };
 }
 
+/** The tunnel's effects and their parameters (the runtime supplies them with `.provide()`). */
+export interface TunnelEffectParams {
+  persistConfig: ConfigChangeParams;
+  queueState: StateChangeParams;
+  queueLog: LogLineParams;
+  persistStatusChange: StatusChangeParams;
+  memoryFailed: MemoryFailureParams;
+}
+type EffectRunner = <K extends keyof TunnelEffectParams>(type: K, params: TunnelEffectParams[K]) => void;
+type ObserveEvent = Extract<TunnelEvent, { type: 'tunnel.observe' }>;
+
+/**
+ * One `tunnel.observe`: computes the observation, writes it into the context and runs the effects it asks for,
+ * in order. Shared by the machine's action and by `observeInPlace`, so both do exactly the same thing.
+ */
+function applyObservation(context: TunnelContext, event: ObserveEvent, run: EffectRunner): void {
+  let obs: Observation;
+  try {
+    obs = observe(context, event.event, event.receivedAt, event.connection);
+  } catch (error) {
+    // The memory path failed for this event: hand it to the fallback (immediate persistence), keep state.
+    run('memoryFailed', {
+      endpointId: context.endpointId,
+      instanceId: context.instanceId,
+      event: event.event,
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return;
+  }
+  commitObservation(context, obs);
+  if (obs.log) run('queueLog', obs.log);
+  if (obs.stale) return;
+  if (obs.statusChanged && context.status) {
+    run('persistStatusChange', { endpointId: context.endpointId, instanceId: context.instanceId, at: context.stateAt, status: context.status });
+  }
+  if (obs.configChanged) run('persistConfig', { context, at: context.stateAt });
+  if (obs.stateChanged) run('queueState', { context, hours: obs.hoursTouched });
+}
+
+/** Actor systems being inspected: their tunnels take every event through the machine, so the inspector sees it. */
+const inspectedSystems = new WeakSet<object>();
+
+/** Called by the inspection hub when it attaches to (or leaves) an actor system. */
+export function setSystemInspected(system: object, inspected: boolean): void {
+  if (inspected) inspectedSystems.add(system);
+  else inspectedSystems.delete(system);
+}
+
+type TunnelActorRef = ActorRefFrom<typeof tunnelMachine>;
+type EffectImplementation = (args: unknown, params: unknown) => void;
+
+/**
+ * The hot self-transition without XState's transition machinery: an observation that cannot move the tunnel
+ * out of its state (same status, not a delete, not the first sight, or stale) only updates the context and
+ * runs effects — exactly what `tunnel.observe` does as a targetless transition, through the same function
+ * and the effects the actor was provided with. XState's send, macrostep and snapshot cost ~10 µs and most of
+ * the garbage per event, a third of the ingest path at 20,000 events/s (docs/performance.md); every event
+ * that can change the state still goes through `send`. Returns false when the event must be sent instead.
+ *
+ * Differences from a send, on purpose: snapshot observers are not notified for these events (the context is
+ * mutated in place either way, and nothing subscribes to tunnel actors), and while an inspector is attached
+ * (`setSystemInspected`) every event is sent, so the inspector sees them all. An effect that throws here is
+ * handed to `memoryFailed` (the fallback that persists the event at once) instead of failing the actor.
+ */
+export function observeInPlace(ref: TunnelActorRef, event: InstanceEvent, receivedAt: number, connection: number): boolean {
+  const snapshot = ref.getSnapshot();
+  const context = snapshot.context;
+  if (snapshot.status !== 'active' || context.deleted || context.status === null || snapshot.value !== context.status) return false;
+  if (event.type === 'delete' || (event.instance.status !== context.status && event.at >= context.stateAt)) return false;
+  if (inspectedSystems.has(ref.system)) return false;
+  // An ActorRef is an Actor at run time; its logic is the machine with the effects it was provided with.
+  const actions = (ref as unknown as { logic: TunnelMachine }).logic.implementations.actions as unknown as Record<keyof TunnelEffectParams, EffectImplementation>;
+  const observation: ObserveEvent = { type: 'tunnel.observe', event, receivedAt, connection };
+  const args = { context, event: observation, self: ref, system: ref.system };
+  applyObservation(context, observation, (type, params) => {
+    try {
+      actions[type](args, params);
+    } catch (error) {
+      if (type === 'memoryFailed') throw error;
+      actions.memoryFailed(args, {
+        endpointId: context.endpointId,
+        instanceId: context.instanceId,
+        event,
+        error: `${type}: ${error instanceof Error ? error.message : String(error)}`,
+      } satisfies MemoryFailureParams);
+    }
+  });
+  return true;
+}
+
 const tunnelSetup = setup({
   types: {
     context: {} as TunnelContext,
@@ -435,33 +525,7 @@ export const tunnelMachine = tunnelSetup.extend({
   actions: {
     applyObservation: tunnelSetup.createAction(enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'tunnel.observe') return;
-      let obs: Observation;
-      try {
-        obs = observe(context, event.event, event.receivedAt, event.connection);
-      } catch (error) {
-        // The memory path failed for this event: hand it to the fallback (immediate persistence), keep state.
-        enqueue({
-          type: 'memoryFailed',
-          params: {
-            endpointId: context.endpointId,
-            instanceId: context.instanceId,
-            event: event.event,
-            error: error instanceof Error ? error.message : String(error),
-          },
-        });
-        return;
-      }
-      commitObservation(context, obs);
-      if (obs.log) enqueue({ type: 'queueLog', params: obs.log });
-      if (obs.stale) return;
-      if (obs.statusChanged && context.status) {
-        enqueue({
-          type: 'persistStatusChange',
-          params: { endpointId: context.endpointId, instanceId: context.instanceId, at: context.stateAt, status: context.status },
-        });
-      }
-      if (obs.configChanged) enqueue({ type: 'persistConfig', params: { context, at: context.stateAt } });
-      if (obs.stateChanged) enqueue({ type: 'queueState', params: { context, hours: obs.hoursTouched } });
+      applyObservation(context, event, (type, params) => enqueue({ type, params } as Parameters<typeof enqueue>[0]));
     })),
     /**
      * Once, at start: XState builds the initial context with `Object.assign({}, …)`, which leaves an object of

@@ -16,6 +16,7 @@ import { SecretBox } from '../db/secret-box.js';
 import { ReferencePipeline, createReferenceTables } from './reference.js';
 import type { MemoryProbeInput, MemoryProbeResult } from './memory-child.js';
 import type { QueryProbeInput, QueryProbeResult } from './query-child.js';
+import { startWindowProfile } from './window-profile.js';
 import { SimFleet, stopAllSimulators, type LoadShape } from './sim-fleet.js';
 import { BENCH_PIPELINE_SETTINGS, TunnelPulsePipeline, type PipelineSettings } from './tunnelpulse-pipeline.js';
 
@@ -39,6 +40,8 @@ export interface BenchOptions {
   /** TunnelPulse's batching knobs (from the configuration, as the service uses them). */
   pipeline?: PipelineSettings;
   seed: string;
+  /** Folder for a CPU profile of each TunnelPulse window (none by default). */
+  cpuProfileDir?: string;
   progress?: (line: string) => void;
 }
 
@@ -250,6 +253,7 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
     const r0 = received();
     const b0 = { ...byType() };
     const w0 = writes();
+    const profile = tp ? await startWindowProfile(options.cpuProfileDir) : null;
     let queryRun: Promise<QueryProbeResult> | null = null;
     if (tp && withQuery) {
       const paths = tp.runtime
@@ -266,6 +270,7 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
     const b1 = byType();
     const w1 = writes();
     const oldestPendingMs = oldestPending();
+    await profile?.stop(`tunnelpulse-${rate}`);
     const query = queryRun ? await queryRun : undefined;
     phase('window measured');
 

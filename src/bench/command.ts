@@ -20,6 +20,7 @@ interface BenchCommandOptions {
   quick: boolean;
   json: boolean;
   everyRate: boolean;
+  cpuProfile?: string;
 }
 
 function positiveInt(value: string): number {
@@ -59,6 +60,7 @@ export function benchOptionsFrom(opts: BenchCommandOptions, config: Pick<Config,
     databaseUrl,
     pipeline: { logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs, logDailyCap: config.logDailyCap },
     seed: opts.seed,
+    ...(opts.cpuProfile ? { cpuProfileDir: opts.cpuProfile } : {}),
     progress,
   };
 }
@@ -80,6 +82,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--every-rate', 'run every rate even after a pipeline fell behind at a lower one', false)
     .option('--quick', 'a run under two minutes (2 rates, 5 s windows)', false)
     .option('--json', 'print the report as one JSON object', false)
+    .option('--cpu-profile <dir>', "write a CPU profile of each TunnelPulse window into <dir> (steady state only)")
     .action(async (opts: BenchCommandOptions) => {
       const config = loadConfig();
       const progress = (line: string) => void process.stderr.write(`${line}\n`);

@@ -14,6 +14,7 @@
  */
 import type { InspectionEvent, Subscription } from 'xstate';
 import { iso } from '../../actors/model.js';
+import { setSystemInspected } from '../../actors/tunnel.machine.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { CONTEXT_LIMITS, EVENT_LIMITS, findActor, listActors, nodeOf, toSafeJson, type ActorNode } from './actor-tree.js';
 
@@ -179,6 +180,7 @@ export class InspectHub {
     for (const id of [...this.rings.keys()]) this.rings.delete(id);
     this.inspection?.unsubscribe();
     this.inspection = null;
+    setSystemInspected(this.runtime.fleet.system, false);
     this.stopTimers();
   }
 
@@ -193,7 +195,11 @@ export class InspectHub {
     const ring = this.rings.get(id);
     if (ring) ring.watchers++;
     else this.rings.set(id, { watchers: 1, events: [] });
-    if (!this.inspection) this.inspection = this.runtime.fleet.system.inspect((e) => this.record(e));
+    if (!this.inspection) {
+      this.inspection = this.runtime.fleet.system.inspect((e) => this.record(e));
+      // Tunnels otherwise apply their hot self-transitions in place, which the inspector would not see.
+      setSystemInspected(this.runtime.fleet.system, true);
+    }
   }
 
   private unwatch(id: string): void {
@@ -203,6 +209,7 @@ export class InspectHub {
     if (this.rings.size === 0 && this.inspection) {
       this.inspection.unsubscribe();
       this.inspection = null;
+      setSystemInspected(this.runtime.fleet.system, false);
     }
   }
 
