@@ -318,13 +318,15 @@ export function observe(
   const isDelete = event.type === 'delete';
 
   result.applied = {
-    alias: inst.alias,
-    type: inst.type,
-    url: inst.url,
-    config: inst.config,
+    // Equal strings keep the ones already held: the event's copies then die young instead of being kept until
+    // the next event and promoted to the old generation (GC was the largest cost of ingest, docs/performance.md).
+    alias: inst.alias === ctx.alias ? ctx.alias : inst.alias,
+    type: inst.type === ctx.type ? ctx.type : inst.type,
+    url: inst.url === ctx.url ? ctx.url : inst.url,
+    config: inst.config === ctx.config ? ctx.config : inst.config,
     restart: inst.restart,
     meta: metaSame ? ctx.meta : inst.meta,
-    status: inst.status,
+    status: inst.status === ctx.status ? ctx.status : inst.status,
     mode: inst.mode,
     ping: inst.ping,
     pool: inst.pool,
