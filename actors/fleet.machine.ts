@@ -6,7 +6,7 @@
  * system down.
  */
 import { assign, enqueueActions, setup, type ActorRefFrom } from 'xstate';
-import { endpointMachine, type EndpointInput } from './endpoint.machine.js';
+import { endpointMachine, stopTunnels, type EndpointInput } from './endpoint.machine.js';
 import { actorId } from './model.js';
 import { batcherMachine, type BatcherInput } from './supervisors/batcher.machine.js';
 import { scheduledJobMachine, type ScheduledJobInput } from './supervisors/scheduled-job.machine.js';
@@ -71,6 +71,8 @@ export const fleetMachine = fleetSetup
           const key = String(event.endpointId);
           const ref = context.endpoints[key];
           if (!ref) return;
+          // Its tunnels are not XState children (endpoint.machine.ts, `createTunnel`): stopped here, first.
+          enqueue(() => stopTunnels(ref));
           enqueue.stopChild(ref);
           const endpoints = { ...context.endpoints };
           const inputs = { ...context.inputs };
@@ -93,6 +95,7 @@ export const fleetMachine = fleetSetup
           if (!restart) return;
           // Restart from the tunnels' last good contexts, so no counter baseline is lost.
           const tunnels = Object.values(ref.getSnapshot().context.tunnels).map((t) => t.getSnapshot().context);
+          enqueue(() => stopTunnels(ref));
           enqueue.stopChild(ref);
           enqueue.assign(({ spawn }) => {
             context.endpoints[key] = spawn('endpoint', {

@@ -8,6 +8,7 @@ import {
   backoffDelay,
   endpointMachine,
   spread,
+  stopTunnels,
   type EndpointEvent,
   type EndpointSettings,
   type ProbeInput,
@@ -193,16 +194,29 @@ describe('connection lifecycle', () => {
     expect(h.ctx().snapshot).toBeNull();
   });
 
-  it('makes every tunnel a child of the endpoint, keyed by kind:id (no flat list)', () => {
+  it('makes every tunnel a child of the endpoint (its parent, same system), keyed by kind:id, outside XState children', () => {
     const h = startEndpoint();
     connectWithSnapshot(h, ['a236701f', '5cc1f9b2']);
-    const children = h.actor.getSnapshot().children as Record<string, unknown>;
-    expect(Object.keys(children).filter((k) => k.startsWith('tunnel:')).sort()).toEqual([
-      actorId.tunnel(1, '5cc1f9b2'),
-      actorId.tunnel(1, 'a236701f'),
-    ]);
-    expect(children[actorId.tunnel(1, 'a236701f')]).toBe(h.ctx().tunnels['a236701f']);
+    const tunnels = h.ctx().tunnels;
+    expect(Object.values(tunnels).map((t) => t.id).sort()).toEqual([actorId.tunnel(1, '5cc1f9b2'), actorId.tunnel(1, 'a236701f')]);
+    for (const ref of Object.values(tunnels)) {
+      expect((ref as unknown as { _parent: unknown })._parent).toBe(h.actor);
+      expect(ref.system).toBe(h.actor.system);
+    }
+    // Not in XState's children record, which XState copies per spawn and per stop (quadratic).
+    expect(Object.keys(h.actor.getSnapshot().children).filter((k) => k.startsWith('tunnel:'))).toEqual([]);
     expect(tunnelState(h, 'a236701f')!.value).toBe('running');
+  });
+
+  it('stops its tunnel actors with stopTunnels, linearly: 3,000 tunnels created and stopped', () => {
+    const h = startEndpoint();
+    const ids = Array.from({ length: 3_000 }, (_, i) => `t${i}`);
+    connectWithSnapshot(h, ids);
+    const refs = Object.values(h.ctx().tunnels);
+    expect(refs).toHaveLength(3_000);
+    expect(refs.every((r) => r.getSnapshot().status === 'active')).toBe(true);
+    stopTunnels(h.actor);
+    expect(refs.every((r) => (r as unknown as { _processingStatus: number })._processingStatus === 2)).toBe(true);
   });
 });
 

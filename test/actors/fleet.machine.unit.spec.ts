@@ -8,7 +8,7 @@ import { endpointMachine } from '../../actors/endpoint.machine.js';
 import { fleetMachine } from '../../actors/fleet.machine.js';
 import { actorId, type MasterInfo } from '../../actors/model.js';
 import { SteppedClock } from '../../src/runtime/stepped-clock.js';
-import { instanceEvent, T0 } from '../support/instances.js';
+import { instance, instanceEvent, T0 } from '../support/instances.js';
 
 const INFO: MasterInfo = { masterId: '1ab781946d30b9c8', alias: 'lab', version: 'dev', os: 'linux', arch: 'amd64', name: 'h', uptime: 1, system: {} };
 
@@ -69,6 +69,22 @@ describe('endpoints as children', () => {
     expect(first.getSnapshot().status).toBe('stopped');
     expect(Object.keys(f.actor.getSnapshot().children)).toEqual([]);
     f.actor.send({ type: 'fleet.remove_endpoint', endpointId: 7 }); // unknown: nothing happens
+    expect(f.errors).toEqual([]);
+  });
+
+  it('stops the tunnel actors of an endpoint it removes, and unregisters them from the system', () => {
+    const f = startFleet(2, [3]);
+    const ep = f.child(3);
+    ep.send({ type: 'stream.opened', at: T0 });
+    for (const id of ['aa', 'bb']) {
+      const parsed = { kind: 'instance' as const, event: { type: 'initial' as const, at: T0, time: new Date(T0).toISOString(), instance: instance({ id }), logs: '' } };
+      ep.send({ type: 'stream.event', parsed, receivedAt: T0 });
+    }
+    const tunnels = Object.values(ep.getSnapshot().context.tunnels);
+    expect(tunnels.map((t) => t.getSnapshot().status)).toEqual(['active', 'active']);
+    f.actor.send({ type: 'fleet.remove_endpoint', endpointId: 3 });
+    const stopped = 2; // XState's ProcessingStatus.Stopped
+    expect(tunnels.map((t) => (t as unknown as { _processingStatus: number })._processingStatus)).toEqual([stopped, stopped]);
     expect(f.errors).toEqual([]);
   });
 });
