@@ -6,27 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
 import type { InstanceEvent, InstanceStatus } from '../../actors/model.js';
-import { observeInPlace, setSystemInspected, tunnelMachine } from '../../actors/tunnel.machine.js';
+import { observeInPlace, setSystemInspected } from '../../actors/tunnel.machine.js';
 import { instanceEvent, T0 } from '../support/instances.js';
-
-type EffectName = 'persistConfig' | 'queueState' | 'queueLog' | 'persistStatusChange' | 'memoryFailed';
+import { recordingTunnelMachine } from '../support/recorded-tunnel.js';
 
 function startTunnel() {
-  const calls: string[] = [];
-  const failing = { effect: null as EffectName | null };
-  const record = (name: EffectName) => (_: unknown, params: unknown) => {
-    if (name === failing.effect) throw new Error(`${name} broke`);
-    calls.push(`${name} ${JSON.stringify(params)}`);
-  };
-  const machine = tunnelMachine.provide({
-    actions: {
-      persistConfig: record('persistConfig'),
-      queueState: record('queueState'),
-      queueLog: record('queueLog'),
-      persistStatusChange: record('persistStatusChange'),
-      memoryFailed: record('memoryFailed'),
-    },
-  });
+  const { machine, calls, failing } = recordingTunnelMachine();
   const actor = createActor(machine, { input: { endpointId: 1, instanceId: 'a236701f' } });
   const errors: unknown[] = [];
   actor.subscribe({ error: (e) => errors.push(e) });
@@ -110,8 +95,7 @@ describe('observeInPlace', () => {
     calls.length = 0;
     failing.effect = 'queueState';
     expect(observeInPlace(actor, instanceEvent('update', T0 + 1_000, { tcprx: 500 }), T0 + 1_000, 1)).toBe(true);
-    expect(calls).toHaveLength(1);
-    expect(calls[0]).toMatch(/^memoryFailed .*"error":"queueState: queueState broke"/);
+    expect(calls.map((c) => [c.name, c.params.error])).toEqual([['memoryFailed', 'queueState: queueState broke']]);
     expect(actor.getSnapshot().context.counters.tcprx).toBe(500);
     expect(errors).toEqual([]);
   });

@@ -8,33 +8,19 @@ import type { InstanceEvent } from '../../actors/model.js';
 import {
   newTunnelContext,
   observe,
-  tunnelMachine,
   type TunnelContext,
   type TunnelInput,
 } from '../../actors/tunnel.machine.js';
 import { counters, instanceEvent, T0 } from '../support/instances.js';
+import { recordingTunnelMachine } from '../support/recorded-tunnel.js';
 
 const KEY = { endpointId: 1, instanceId: 'a236701f' };
 const ERROR_LINE = '2026-11-26 09:16:04.781  \u001b[31mERROR\u001b[0m  Server error: read: connection reset';
 const INFO_LINE = '2026-11-26 09:15:35.090  \u001b[32mINFO\u001b[0m  Server started';
 
-type EffectName = 'persistConfig' | 'queueState' | 'queueLog' | 'persistStatusChange' | 'memoryFailed';
-
 /** A tunnel actor whose effects are recorded (by name, with their params) instead of performed. */
 function startTunnel(input: Partial<TunnelInput> = {}) {
-  const calls: { name: EffectName; params: any }[] = [];
-  const record = (name: EffectName) => (_: unknown, params: any) => {
-    calls.push({ name, params: structuredClone(params) });
-  };
-  const machine = tunnelMachine.provide({
-    actions: {
-      persistConfig: record('persistConfig'),
-      queueState: record('queueState'),
-      queueLog: record('queueLog'),
-      persistStatusChange: record('persistStatusChange'),
-      memoryFailed: record('memoryFailed'),
-    },
-  });
+  const { machine, calls } = recordingTunnelMachine();
   const actor = createActor(machine, { input: { ...KEY, ...input } });
   const errors: unknown[] = [];
   actor.subscribe({ error: (e) => errors.push(e) });
