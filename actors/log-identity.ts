@@ -21,7 +21,17 @@ export function lineHash(text: string): string {
     h1 = Math.imul(h1 ^ c, 0x01000193);
     h2 = Math.imul(h2 ^ c, 0x01000193) ^ (h1 >>> 15);
   }
-  return (h1 >>> 0).toString(16).padStart(8, '0') + (h2 >>> 0).toString(16).padStart(8, '0');
+  // One string built from 16 digit codes (runs for every log line; toString + padStart + concat made five).
+  return String.fromCharCode(
+    hexDigit(h1, 28), hexDigit(h1, 24), hexDigit(h1, 20), hexDigit(h1, 16), hexDigit(h1, 12), hexDigit(h1, 8), hexDigit(h1, 4), hexDigit(h1, 0),
+    hexDigit(h2, 28), hexDigit(h2, 24), hexDigit(h2, 20), hexDigit(h2, 16), hexDigit(h2, 12), hexDigit(h2, 8), hexDigit(h2, 4), hexDigit(h2, 0),
+  );
+}
+
+/** The char code of the lowercase hex digit of `h` at bit `shift`. */
+function hexDigit(h: number, shift: number): number {
+  const d = (h >>> shift) & 0xf;
+  return d < 10 ? 48 + d : 87 + d;
 }
 
 /** Per (time, line): [connection of the last sighting, copies seen on that connection, most copies on any]. */
@@ -38,27 +48,24 @@ export interface LogDedupe {
 
 export const newLogDedupe = (): LogDedupe => ({ seen: {}, newestAt: 0, prunedAt: 0 });
 
-export interface LogSightingResult {
-  dedupe: LogDedupe;
-  /** 0 when the line is a duplicate, else its ordinal (1-based) for the log row's identity. */
-  ordinal: number;
-}
-
 /**
- * Records one sighting. `windowMs` bounds memory: a sighting older than `newestAt − windowMs` is forgotten
+ * Records one sighting and returns its ordinal: 0 when the line is a duplicate, else its ordinal (1-based) for the
+ * log row's identity. `windowMs` bounds memory: a sighting older than `newestAt − windowMs` is forgotten
  * (Infinity keeps everything, which replay uses so that `replay a.sse a.sse` counts nothing twice).
- * Mutates and returns `dedupe`: it is owned by one tunnel actor and is rebuilt on every log event otherwise.
+ * Mutates `dedupe`: it is owned by one tunnel actor and would be rebuilt on every log event otherwise. Returns a
+ * number, not a result object: it runs for every log line.
  */
 export function sightLogLine(
   dedupe: LogDedupe,
   key: { time: string; hash: string; at: number; connection: number },
   windowMs: number,
-): LogSightingResult {
+): number {
   const id = `${key.time}|${key.hash}`;
-  const prior = dedupe.seen[id];
+  const seen = dedupe.seen;
+  const prior = seen[id];
   let ordinal = 0;
-  if (!prior) {
-    dedupe.seen[id] = [key.connection, 1, 1];
+  if (prior === undefined) {
+    seen[id] = [key.connection, 1, 1];
     ordinal = 1;
   } else {
     const onConnection = prior[0] === key.connection ? prior[1] + 1 : 1;
@@ -71,12 +78,12 @@ export function sightLogLine(
   }
   if (key.at > dedupe.newestAt) {
     dedupe.newestAt = key.at;
-    if (Number.isFinite(windowMs) && key.at - dedupe.prunedAt > windowMs / 4) {
+    if (key.at - dedupe.prunedAt > windowMs / 4 && Number.isFinite(windowMs)) {
       pruneSightings(dedupe, key.at - windowMs);
       dedupe.prunedAt = key.at;
     }
   }
-  return { dedupe, ordinal };
+  return ordinal;
 }
 
 function pruneSightings(dedupe: LogDedupe, olderThan: number): void {

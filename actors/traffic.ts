@@ -92,29 +92,52 @@ export function startRun(track: CounterTrack, counters: Counters): CounterTrack 
   };
 }
 
-/** Applies one absolute sample. Never returns a negative delta. */
-export function applySample(track: CounterTrack, sample: Counters): SampleResult {
+/**
+ * Whether a sample changes nothing: the same counters as the last accepted sample and no offset pending. Such a
+ * sample (every log line, every gauge-only update) leaves the track as it is with a zero delta and no flag, which
+ * is what `applySample` returns for it; callers on the hot path test this first and skip the call.
+ */
+export function sampleUnchanged(track: CounterTrack, sample: Counters): boolean {
   const last = track.last;
-  if (
+  return (
     last !== null &&
     track.pendingOffset === null &&
     sample.tcprx === last.tcprx &&
     sample.tcptx === last.tcptx &&
     sample.udprx === last.udprx &&
     sample.udptx === last.udptx
-  ) {
-    // Nothing moved (log lines, gauge-only updates): the track stays as it is, no copy.
-    return { track, delta: NO_DELTA, flags: NO_FLAGS };
-  }
+  );
+}
+
+/**
+ * A copy of `track` with a new last sample. Written out rather than spread: the object then holds its six fields
+ * itself (a spread copy keeps most of them in a separate property array, ~50 bytes more on every idle tunnel).
+ */
+function withLast(track: CounterTrack, last: Counters, pendingOffset: Counters | null = track.pendingOffset): CounterTrack {
+  return {
+    last,
+    runBase: track.runBase,
+    resetsInRun: track.resetsInRun,
+    beforePreviousReset: track.beforePreviousReset,
+    pendingOffset,
+    offsetUncertain: track.offsetUncertain,
+  };
+}
+
+/** Applies one absolute sample. Never returns a negative delta. */
+export function applySample(track: CounterTrack, sample: Counters): SampleResult {
+  // Nothing moved: the track stays as it is, no copy.
+  if (sampleUnchanged(track, sample)) return { track, delta: NO_DELTA, flags: NO_FLAGS };
+  const last = track.last;
   const value = pickCounters(sample);
   if (last === null) {
-    return { track: { ...track, last: value }, delta: { ...ZERO_COUNTERS }, flags: ['baseline'] };
+    return { track: withLast(track, value), delta: { ...ZERO_COUNTERS }, flags: ['baseline'] };
   }
 
   if (allZero(value) && !allZero(last)) {
     // The `reset` action (rule 3). Everything before it was already counted.
     const reset = registerReset(track, last);
-    return { track: { ...reset, last: value }, delta: { ...ZERO_COUNTERS }, flags: ['reset'] };
+    return { track: withLast(reset, value), delta: { ...ZERO_COUNTERS }, flags: ['reset'] };
   }
 
   // A counter that went down was reset (rule 2) even if the all-zero update of the reset was lost: it is a
@@ -129,7 +152,7 @@ export function applySample(track: CounterTrack, sample: Counters): SampleResult
       udprx: value.udprx - last.udprx,
       udptx: value.udptx - last.udptx,
     };
-    return { track: { ...track, last: value }, delta, flags: NO_FLAGS };
+    return { track: withLast(track, value), delta, flags: NO_FLAGS };
   }
   let current = track;
   if (decreased) current = registerReset(track, last);
@@ -152,7 +175,7 @@ export function applySample(track: CounterTrack, sample: Counters): SampleResult
     }
   }
   if (pendingOffset && allZero(pendingOffset)) pendingOffset = null;
-  return { track: { ...current, last: value, pendingOffset }, delta, flags };
+  return { track: withLast(current, value, pendingOffset), delta, flags };
 }
 
 /** Books a reset into the run: the run's reset count, and the overstatement the master will add after it. */
@@ -187,29 +210,59 @@ export function hourKeyOf(ms: number): string {
   return lastHourKey;
 }
 
+/** How many hour buckets a tunnel keeps in memory (older ones were checkpointed long before). */
+export const HOUR_BUCKETS_KEPT = 3;
+
 /**
  * Adds a delta to the hour bucket of `at`, keeping at most `keepHours` buckets (the oldest are dropped:
  * the state flusher has checkpointed them long before, as every change is queued with its bucket values).
+ * Returns a new record and never mutates its input; `putHourBucket` is the in-place step it is made of.
  */
 export function addToHourBuckets(
   buckets: Record<string, Counters>,
   at: number,
   delta: Counters,
-  keepHours = 3,
+  keepHours = HOUR_BUCKETS_KEPT,
 ): Record<string, Counters> {
   if (allZero(delta)) return buckets;
   const key = hourKeyOf(at);
-  const bucket = buckets[key];
   const next: Record<string, Counters> = { ...buckets };
-  next[key] = addCounters(bucket ?? ZERO_COUNTERS, delta);
+  putHourBucket(next, key, addCounters(buckets[key] ?? ZERO_COUNTERS, delta), keepHours);
+  return next;
+}
+
+/**
+ * Sets the bucket `key` of a record its caller owns, in place, then drops the oldest buckets beyond `keepHours`
+ * (the new one too, when its hour is older than every one kept). A tunnel's own record is changed this way instead
+ * of being copied on every counter move; the bucket objects themselves are never mutated, so the ones already handed
+ * to persistence keep their values.
+ */
+export function putHourBucket(buckets: Record<string, Counters>, key: string, bucket: Counters, keepHours = HOUR_BUCKETS_KEPT): void {
+  const held = buckets[key] !== undefined;
+  buckets[key] = bucket;
   // The common case, the current hour's bucket already held and no more buckets than kept: none to drop.
-  if (bucket !== undefined && countAtMost(next, keepHours)) return next;
-  const keys = Object.keys(next);
+  if (held && countAtMost(buckets, keepHours)) return;
+  const keys = Object.keys(buckets);
   if (keys.length > keepHours) {
     keys.sort((a, b) => Number(a) - Number(b));
-    for (const old of keys.slice(0, keys.length - keepHours)) delete next[old];
+    for (const old of keys.slice(0, keys.length - keepHours)) delete buckets[old];
   }
-  return next;
+}
+
+/**
+ * Whether `putHourBucket(buckets, key, …, keepHours)` would keep the bucket `key` (without doing it): held or not,
+ * it survives unless it is among the oldest that exceed the number kept.
+ */
+export function keepsHourBucket(buckets: Record<string, Counters>, key: string, keepHours = HOUR_BUCKETS_KEPT): boolean {
+  let count = buckets[key] === undefined ? 1 : 0;
+  for (const _ in buckets) count++;
+  // The common case, nothing to drop: no key is converted to a number.
+  if (count <= keepHours) return true;
+  const hour = Number(key);
+  let older = 0;
+  for (const k in buckets) if (Number(k) < hour) older++;
+  // The sort drops the `count - keepHours` numerically smallest keys.
+  return older >= count - keepHours;
 }
 
 /** Whether `record` has at most `max` keys (without building the key list). */

@@ -15,6 +15,7 @@ import { lineHash, newLogDedupe, sightLogLine, type LogDedupe } from './log-iden
 import {
   ZERO_COUNTERS,
   type Counters,
+  type Instance,
   type InstanceEvent,
   type InstanceMeta,
   type InstanceStatus,
@@ -22,12 +23,14 @@ import {
 import type { TunnelKey } from './records.js';
 import {
   addCounters,
-  addToHourBuckets,
   applySample,
   hourKeyOf,
+  keepsHourBucket,
   newCounterTrack,
   pickCounters,
+  putHourBucket,
   ratesOf,
+  sampleUnchanged,
   startRun,
   type CounterTrack,
   type SampleFlag,
@@ -75,7 +78,8 @@ export interface TunnelContext extends TunnelKey {
   /** Clock time when the state last changed. */
   updatedAt: number;
   logLines: number;
-  logDedupe: LogDedupe;
+  /** Null until the first log line. */
+  logDedupe: LogDedupe | null;
   statusChanges: StatusChange[];
   deleted: boolean;
   deletedAt: number | null;
@@ -128,6 +132,12 @@ const EMPTY_META: InstanceMeta = Object.freeze({ peer: Object.freeze({ sid: '', 
 const NOTHING_IGNORED: TunnelContext['ignored'] = Object.freeze({ stale: 0, duplicateLog: 0 });
 const NO_ANOMALIES: TunnelContext['anomalies'] = Object.freeze({ resets: 0, decreases: 0, resetJumps: 0, uncertainJumps: 0 });
 const NO_TRACK: CounterTrack = Object.freeze(newCounterTrack());
+/**
+ * No hour buckets: the record of a tunnel that has not moved yet (replaced by its own on the first bucket, see
+ * `commitObservation`) and the `hoursTouched` of an observation that moved nothing (consumers only read it).
+ */
+const NO_HOURS: Record<string, Counters> = Object.freeze({}) as Record<string, Counters>;
+const NO_STATUS_CHANGES: StatusChange[] = Object.freeze([]) as unknown as StatusChange[];
 const DEFAULT_SETTINGS: TunnelSettings = Object.freeze({ ...DEFAULT_TUNNEL_SETTINGS });
 /** Settings objects by the partial settings they were made from: the tunnels of an endpoint share one. */
 const settingsCache = new WeakMap<Partial<TunnelSettings>, TunnelSettings>();
@@ -159,13 +169,14 @@ export function newTunnelContext(input: TunnelInput): TunnelContext {
     counters: ZERO_COUNTERS,
     traffic: ZERO_COUNTERS,
     rates: ZERO_COUNTERS,
-    hours: {},
+    hours: NO_HOURS,
     track: NO_TRACK,
     stateAt: 0,
     updatedAt: 0,
     logLines: 0,
-    logDedupe: newLogDedupe(),
-    statusChanges: [],
+    // Created on the tunnel's first log line: many tunnels never log at a level that reaches us.
+    logDedupe: null,
+    statusChanges: NO_STATUS_CHANGES,
     deleted: false,
     deletedAt: null,
     ignored: NOTHING_IGNORED,
@@ -174,28 +185,32 @@ export function newTunnelContext(input: TunnelInput): TunnelContext {
   };
 }
 
-/**
- * The fields of the context that one applied (not stale) event sets. Built by `observe`, written into the
- * context by `commitObservation`.
- */
-export type AppliedState = Omit<
-  Pick<
-    TunnelContext,
-    | 'alias' | 'type' | 'url' | 'config' | 'restart' | 'meta' | 'status' | 'mode' | 'ping' | 'pool' | 'tcps' | 'udps'
-    | 'counters' | 'traffic' | 'rates' | 'hours' | 'track' | 'stateAt' | 'updatedAt' | 'statusChanges' | 'anomalies'
-    | 'deleted' | 'deletedAt'
-  >,
-  'status'
-> & { status: InstanceStatus };
-
 /** What one observation does, computed by `observe` below; `commitObservation` applies it. */
 export interface Observation {
-  /** The new state, or null when the event is stale (older than the state held) and moves nothing. */
-  applied: AppliedState | null;
+  /**
+   * The event's instance, whose fields (configuration, status, gauges) the context takes; null when the event is
+   * stale (older than the state held) and moves nothing. The fields below are meaningful only when it is set.
+   */
+  instance: Instance | null;
   stale: boolean;
   configChanged: boolean;
   stateChanged: boolean;
   statusChanged: boolean;
+  /** The new values of the derived fields (the context's own object where unchanged). */
+  meta: InstanceMeta;
+  counters: Counters;
+  traffic: Counters;
+  rates: Counters;
+  track: CounterTrack;
+  statusChanges: StatusChange[];
+  anomalies: TunnelContext['anomalies'];
+  stateAt: number;
+  updatedAt: number;
+  deleted: boolean;
+  deletedAt: number | null;
+  /** The hour bucket this event moved and its new value (null when nothing moved), put into the context's record. */
+  hourKey: string | null;
+  hourBucket: Counters | null;
   hoursTouched: Record<string, Counters>;
   log: LogLineParams | null;
   /** Log lines taken, duplicates and stale events ignored, by this event (0 or 1 each). */
@@ -203,9 +218,6 @@ export interface Observation {
   duplicateLogs: number;
   staleIgnored: number;
 }
-
-/** Shared by every observation that touched no hour bucket (never mutated: consumers copy or read). */
-const NO_HOURS: Record<string, Counters> = Object.freeze({}) as Record<string, Counters>;
 
 /** Same JSON value, key order included: what comparing the two `JSON.stringify`s says, without building them. */
 function sameJson(a: unknown, b: unknown): boolean {
@@ -222,12 +234,49 @@ function sameJson(a: unknown, b: unknown): boolean {
   return true;
 }
 
-const sameMeta = (a: InstanceMeta, b: InstanceMeta): boolean => sameJson(a, b);
+/**
+ * `sameJson` for metas. The shape NodePass sends — `{ peer: { sid, type, alias }, tags: {} }`, keys in that order —
+ * is recognised without building key lists (two per object per event otherwise); anything else, or any doubt,
+ * goes to `sameJson`.
+ */
+function sameMeta(a: InstanceMeta, b: InstanceMeta): boolean {
+  if (a === b) return true;
+  const pa = a.peer;
+  const pb = b.peer;
+  if (
+    typeof pa === 'object' && pa !== null && typeof pb === 'object' && pb !== null &&
+    pa.sid === pb.sid && pa.type === pb.type && pa.alias === pb.alias &&
+    hasKeys(a, 'peer', 'tags') && hasKeys(b, 'peer', 'tags') &&
+    hasKeys(pa, 'sid', 'type', 'alias') && hasKeys(pb, 'sid', 'type', 'alias') &&
+    isEmptyRecord(a.tags) && isEmptyRecord(b.tags)
+  ) {
+    return true;
+  }
+  return sameJson(a, b);
+}
+
+/** Whether the enumerable keys of `o` are exactly `k0, k1[, k2]`, in this order (no rest array: called per event). */
+function hasKeys(o: object, k0: string, k1: string, k2?: string): boolean {
+  let i = 0;
+  for (const k in o) {
+    if (k !== (i === 0 ? k0 : i === 1 ? k1 : i === 2 ? k2 : undefined)) return false;
+    i++;
+  }
+  return i === (k2 === undefined ? 2 : 3);
+}
+
+/** A plain object (not an array) without enumerable keys. */
+function isEmptyRecord(v: unknown): boolean {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  for (const _ in v) return false;
+  return true;
+}
 
 /**
- * Computes what one event does to a tunnel. Pure apart from the log de-duplication record, which it updates
- * in place (it is owned by this tunnel alone and would otherwise be copied on every log line). Everything that
- * can fail happens here, before anything is written: a failure leaves the context as it was.
+ * Computes what one event does to a tunnel. Pure apart from the log de-duplication record, which it creates on the
+ * tunnel's first log line and updates in place (it is owned by this tunnel alone and would otherwise be copied on
+ * every log line). Everything that can fail happens here, before anything is written: a failure leaves the context
+ * as it was.
  */
 export function observe(
   ctx: TunnelContext,
@@ -235,12 +284,26 @@ export function observe(
   receivedAt: number,
   connection: number,
 ): Observation {
+  // One object per event, every field set here so that all observations share one shape.
   const result: Observation = {
-    applied: null,
+    instance: null,
     stale: false,
     configChanged: false,
     stateChanged: false,
     statusChanged: false,
+    meta: ctx.meta,
+    counters: ctx.counters,
+    traffic: ctx.traffic,
+    rates: ctx.rates,
+    track: ctx.track,
+    statusChanges: ctx.statusChanges,
+    anomalies: ctx.anomalies,
+    stateAt: ctx.stateAt,
+    updatedAt: ctx.updatedAt,
+    deleted: ctx.deleted,
+    deletedAt: ctx.deletedAt,
+    hourKey: null,
+    hourBucket: null,
     hoursTouched: NO_HOURS,
     log: null,
     logLines: 0,
@@ -250,8 +313,8 @@ export function observe(
 
   if (event.type === 'log') {
     const hash = lineHash(event.logs);
-    const { ordinal } = sightLogLine(
-      ctx.logDedupe,
+    const ordinal = sightLogLine(
+      ctx.logDedupe ?? (ctx.logDedupe = newLogDedupe()),
       { time: event.time, hash, at: event.at, connection },
       ctx.settings.logDedupeWindowMs,
     );
@@ -299,52 +362,51 @@ export function observe(
   // Counters: a new process run starts when the status leaves `stopped` (traffic.ts rule 4).
   let track = ctx.track;
   if (ctx.status === 'stopped' && inst.status !== 'stopped') track = startRun(track, ctx.counters);
-  const sample = applySample(track, inst);
-  const delta = sample.delta;
-  const moved = delta.tcprx + delta.tcptx + delta.udprx + delta.udptx > 0;
-  const hours = moved ? addToHourBuckets(ctx.hours, receivedAt, delta) : ctx.hours;
-  if (moved) {
-    const key = hourKeyOf(receivedAt);
-    const touched: Record<string, Counters> = {};
-    touched[key] = hours[key]!;
-    result.hoursTouched = touched;
+  // Most events move no counter (log lines, gauge-only updates): nothing to compute or allocate for them.
+  const unchanged = sampleUnchanged(track, inst);
+  const sample = unchanged ? null : applySample(track, inst);
+  const nextTrack = sample ? sample.track : track;
+  let moved = false;
+  if (sample) {
+    const delta = sample.delta;
+    moved = delta.tcprx + delta.tcptx + delta.udprx + delta.udptx > 0;
+    if (moved) {
+      const key = hourKeyOf(receivedAt);
+      const bucket = addCounters(ctx.hours[key] ?? ZERO_COUNTERS, delta);
+      result.hourKey = key;
+      result.hourBucket = bucket;
+      const touched: Record<string, Counters> = {};
+      // A bucket for an hour older than every one kept is dropped by `putHourBucket` at once (and reported so).
+      touched[key] = keepsHourBucket(ctx.hours, key) ? bucket : (undefined as unknown as Counters);
+      result.hoursTouched = touched;
+      result.traffic = addCounters(ctx.traffic, delta);
+    }
+    const span = ctx.stateAt > 0 ? event.at - ctx.stateAt : 0;
+    if (span > 0) result.rates = ratesOf(delta, span);
+    const flags = sample.flags;
+    if (flags.length > 0 && !flags.includes('baseline')) result.anomalies = countFlags(ctx.anomalies, flags);
+  } else if (ctx.stateAt > 0 && event.at - ctx.stateAt > 0) {
+    // A span with no movement: the rate over it is zero (what ratesOf gives for a zero delta).
+    result.rates = ZERO_COUNTERS;
   }
 
   const statusChanged = inst.status !== ctx.status;
-  const statusChanges = statusChanged
-    ? [...ctx.statusChanges, { at: event.at, status: inst.status }].slice(-ctx.settings.statusHistoryLimit)
-    : ctx.statusChanges;
-  const span = ctx.stateAt > 0 ? event.at - ctx.stateAt : 0;
+  if (statusChanged) {
+    result.statusChanges = [...ctx.statusChanges, { at: event.at, status: inst.status }].slice(-ctx.settings.statusHistoryLimit);
+  }
   const isDelete = event.type === 'delete';
 
-  result.applied = {
-    // Equal strings keep the ones already held: the event's copies then die young instead of being kept until
-    // the next event and promoted to the old generation (GC was the largest cost of ingest, docs/performance.md).
-    alias: inst.alias === ctx.alias ? ctx.alias : inst.alias,
-    type: inst.type === ctx.type ? ctx.type : inst.type,
-    url: inst.url === ctx.url ? ctx.url : inst.url,
-    config: inst.config === ctx.config ? ctx.config : inst.config,
-    restart: inst.restart,
-    meta: metaSame ? ctx.meta : inst.meta,
-    status: inst.status === ctx.status ? ctx.status : inst.status,
-    mode: inst.mode,
-    ping: inst.ping,
-    pool: inst.pool,
-    tcps: inst.tcps,
-    udps: inst.udps,
-    // The sample's copy of the counters, shared with the track: neither is ever mutated.
-    counters: sample.track.last ?? pickCounters(inst),
-    traffic: moved ? addCounters(ctx.traffic, delta) : ctx.traffic,
-    rates: span > 0 ? ratesOf(delta, span) : ctx.rates,
-    hours,
-    track: sample.track,
-    stateAt: event.at,
-    updatedAt: receivedAt,
-    statusChanges,
-    anomalies: sample.flags.length > 0 && !sample.flags.includes('baseline') ? countFlags(ctx.anomalies, sample.flags) : ctx.anomalies,
-    deleted: isDelete ? true : ctx.deleted,
-    deletedAt: isDelete ? event.at : ctx.deletedAt,
-  };
+  result.instance = inst;
+  result.meta = metaSame ? ctx.meta : inst.meta;
+  // The sample's copy of the counters, shared with the track: neither is ever mutated.
+  result.counters = nextTrack.last ?? pickCounters(inst);
+  result.track = nextTrack;
+  result.stateAt = event.at;
+  result.updatedAt = receivedAt;
+  if (isDelete) {
+    result.deleted = true;
+    result.deletedAt = event.at;
+  }
   result.configChanged = configChanged;
   result.statusChanged = statusChanged;
   result.stateChanged =
@@ -355,7 +417,7 @@ export function observe(
     inst.tcps !== ctx.tcps ||
     inst.udps !== ctx.udps ||
     inst.status !== ctx.status ||
-    sample.track !== ctx.track && sample.flags.length > 0 ||
+    (sample !== null && sample.track !== ctx.track && sample.flags.length > 0) ||
     inst.tcprx !== ctx.counters.tcprx ||
     inst.tcptx !== ctx.counters.tcptx ||
     inst.udprx !== ctx.counters.udprx ||
@@ -365,41 +427,48 @@ export function observe(
 
 /**
  * Writes an observation into the tunnel's context, in place. The context belongs to this one actor and every
- * nested value is replaced, never mutated (so records handed to persistence keep what they saw). Why not
- * `assign`: XState's assign copies the whole context with `Object.assign({}, …)`, and V8 turns an object built
- * that way with this many fields into a slow dictionary object — measured 5–8 µs per event, the largest cost
- * of the hot path (docs/performance.md).
+ * nested value is replaced, never mutated (so records handed to persistence keep what they saw) — except the
+ * record of hour buckets, which is never handed out (persistence gets `hoursTouched`) and takes the new bucket in
+ * place instead of being copied on every counter move. Why not `assign`: XState's assign copies the whole context
+ * with `Object.assign({}, …)`, and V8 turns an object built that way with this many fields into a slow dictionary
+ * object — measured 5–8 µs per event, the largest cost of the hot path (docs/performance.md).
  */
 export function commitObservation(ctx: TunnelContext, obs: Observation): void {
   if (obs.logLines) ctx.logLines += obs.logLines;
   if (obs.duplicateLogs || obs.staleIgnored) {
     ctx.ignored = { stale: ctx.ignored.stale + obs.staleIgnored, duplicateLog: ctx.ignored.duplicateLog + obs.duplicateLogs };
   }
-  const a = obs.applied;
-  if (!a) return;
-  ctx.alias = a.alias;
-  ctx.type = a.type;
-  ctx.url = a.url;
-  ctx.config = a.config;
-  ctx.restart = a.restart;
-  ctx.meta = a.meta;
-  ctx.status = a.status;
-  ctx.mode = a.mode;
-  ctx.ping = a.ping;
-  ctx.pool = a.pool;
-  ctx.tcps = a.tcps;
-  ctx.udps = a.udps;
-  ctx.counters = a.counters;
-  ctx.traffic = a.traffic;
-  ctx.rates = a.rates;
-  ctx.hours = a.hours;
-  ctx.track = a.track;
-  ctx.stateAt = a.stateAt;
-  ctx.updatedAt = a.updatedAt;
-  ctx.statusChanges = a.statusChanges;
-  ctx.anomalies = a.anomalies;
-  ctx.deleted = a.deleted;
-  ctx.deletedAt = a.deletedAt;
+  const inst = obs.instance;
+  if (!inst) return;
+  // Equal strings keep the ones already held: the event's copies then die young instead of being kept until
+  // the next event and promoted to the old generation (GC was the largest cost of ingest, docs/performance.md).
+  if (inst.alias !== ctx.alias) ctx.alias = inst.alias;
+  if (inst.type !== ctx.type) ctx.type = inst.type;
+  if (inst.url !== ctx.url) ctx.url = inst.url;
+  if (inst.config !== ctx.config) ctx.config = inst.config;
+  ctx.restart = inst.restart;
+  ctx.meta = obs.meta;
+  if (inst.status !== ctx.status) ctx.status = inst.status;
+  ctx.mode = inst.mode;
+  ctx.ping = inst.ping;
+  ctx.pool = inst.pool;
+  ctx.tcps = inst.tcps;
+  ctx.udps = inst.udps;
+  ctx.counters = obs.counters;
+  ctx.traffic = obs.traffic;
+  ctx.rates = obs.rates;
+  if (obs.hourKey !== null) {
+    // The shared empty record of a tunnel that never moved becomes its own on the first bucket.
+    if (ctx.hours === NO_HOURS) ctx.hours = {};
+    putHourBucket(ctx.hours, obs.hourKey, obs.hourBucket!);
+  }
+  ctx.track = obs.track;
+  ctx.stateAt = obs.stateAt;
+  ctx.updatedAt = obs.updatedAt;
+  ctx.statusChanges = obs.statusChanges;
+  ctx.anomalies = obs.anomalies;
+  ctx.deleted = obs.deleted;
+  ctx.deletedAt = obs.deletedAt;
 }
 
 function countFlags(a: TunnelContext['anomalies'], flags: SampleFlag[]): TunnelContext['anomalies'] {
@@ -533,8 +602,14 @@ export const tunnelMachine = tunnelSetup.extend({
      * Once, at start: XState builds the initial context with `Object.assign({}, …)`, which leaves an object of
      * this many fields in V8's slow dictionary mode — and `applyObservation` keeps it for the actor's life. A
      * copy made with spread is a fast object: about 1.4 KB less per tunnel and cheaper field access per event.
+     * It also gives the actor's options one shared hidden class (`compactActorOptions`).
      */
-    compactContext: assign(({ context }) => ({ ...context })),
+    compactContext: assign(({ context, self }) => {
+      // Here rather than as an action of its own: a custom entry action of an actor not yet started is deferred
+      // by XState, and its queue keeps the array it grew for that (152 bytes) for the actor's life.
+      compactActorOptions(self);
+      return { ...context };
+    }),
     markTombstone: assign(({ event }) => {
       if (event.type !== 'tunnel.tombstone') return {};
       return { deleted: true, deletedAt: event.at, updatedAt: event.receivedAt };
@@ -563,6 +638,35 @@ export const tunnelMachine = tunnelSetup.extend({
     'tunnel.tombstone': { target: '.deleted', actions: ['markTombstone', 'persistTombstone'] },
   },
 });
+
+/** The options XState's `Actor` keeps for a spawned child (xstate 5: its defaults, then what `spawn` passes). */
+const SPAWNED_ACTOR_OPTIONS = new Set(['clock', 'logger', 'devTools', 'id', 'parent', 'syncSnapshot', 'input', 'src', 'systemId']);
+
+/**
+ * XState keeps an actor's resolved options for its whole life (`actor.options`, read again only for `input` at
+ * start and `devTools`). It builds them with `{ ...defaults, ...options }`, and V8 ends up giving almost every
+ * object built there a hidden class of its own: ~300 bytes of class and descriptors per tunnel, a tenth of an
+ * idle tunnel (docs/performance.md). The same values in one object literal share one class. Done only when every
+ * option is one of those known here (fields absent are set to `undefined`, which reads the same), so another
+ * XState version with other options keeps its own object untouched.
+ */
+function compactActorOptions(self: unknown): void {
+  const actor = self as { options?: Record<string, unknown> };
+  const o = actor.options;
+  if (!o || typeof o !== 'object') return;
+  for (const key of Object.keys(o)) if (!SPAWNED_ACTOR_OPTIONS.has(key)) return;
+  actor.options = {
+    clock: o['clock'],
+    logger: o['logger'],
+    devTools: o['devTools'],
+    id: o['id'],
+    parent: o['parent'],
+    syncSnapshot: o['syncSnapshot'],
+    input: o['input'],
+    src: o['src'],
+    systemId: o['systemId'],
+  };
+}
 
 /** Eventless transitions from one state to the state matching the context (never to itself). */
 function routesFrom(from: 'pending' | InstanceStatus) {

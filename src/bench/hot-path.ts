@@ -64,8 +64,11 @@ export interface PipelineFigure {
 
 export interface IdleFigure {
   tunnels: number;
+  /** Growth per tunnel between half and all of the tunnels, after compacting collections (see `measureIdle`). */
   heapBytesPerTunnel: number;
   rssBytesPerTunnel: number;
+  /** The former figure, for comparison: RSS growth since before building, ordinary collections, over every tunnel. */
+  uncompactedRssBytesPerTunnel: number;
   spawnMs: number;
 }
 
@@ -281,13 +284,32 @@ function startReferencePipeline(endpoints: number) {
   };
 }
 
-function collectGarbage(): void {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (g) return void (g(), g());
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  gc();
-  gc();
+function collectGarbage(compact = false): void {
+  // `compact`: every full collection compacts the old generation, as V8's memory reducer does once an idle
+  // process has been idle a few seconds (src/bench/memory-child.ts explains why the idle figures want it).
+  if (compact) setFlagsFromString('--compact-on-every-full-gc');
+  try {
+    const g = (globalThis as { gc?: () => void }).gc;
+    if (g) return void (g(), g());
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    gc();
+  } finally {
+    if (compact) setFlagsFromString('--no-compact-on-every-full-gc');
+  }
+}
+
+/**
+ * Collections with pauses between them, then the memory: V8 gives freed pages back to the system from a background
+ * thread, so RSS read right after a collection still counts some of them.
+ */
+async function settle(compact: boolean): Promise<NodeJS.MemoryUsage> {
+  for (let i = 0; i < 3; i++) {
+    collectGarbage(compact);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return process.memoryUsage();
 }
 
 interface Pipeline {
@@ -341,35 +363,51 @@ async function timeRun(pipeline: Pipeline, workload: Workload, events: number, b
   };
 }
 
-function measureIdle(tunnels: number, tunnelsPerEndpoint: number): IdleFigure {
+/**
+ * Memory per idle tunnel actor: the growth between two points of one process, half of the endpoints' tunnels and
+ * all of them, after compacting collections, divided by the tunnels added (the method of memory-child.ts: what
+ * does not grow with the tunnels cancels out, and the build's garbage does not count). `uncompacted` is the former
+ * figure: growth since before building, after ordinary collections, divided by every tunnel.
+ */
+async function measureIdle(tunnels: number, tunnelsPerEndpoint: number): Promise<IdleFigure> {
   const workload = new Workload(tunnels, tunnelsPerEndpoint, 0);
+  if (workload.endpoints < 2) throw new Error(`idle memory needs at least 2 endpoints (${tunnels} tunnels, ${tunnelsPerEndpoint} per endpoint)`);
   const snapshots = workload.initial();
-  collectGarbage();
-  const heapBefore = process.memoryUsage().heapUsed;
-  const rssBefore = process.memoryUsage().rss;
+  const before = await settle(false);
   const clock = new SteppedClock(BASE_MS);
-  const started = performance.now();
   const pipeline = startActorPipeline(workload.endpoints, clock);
-  snapshots.forEach((text, e) => pipeline.feed(e, text));
-  pipeline.endBatch();
-  // The snapshot ends after its quiet period; the tunnels then sit idle.
-  clock.advanceTo(BASE_MS + 5_000);
-  pipeline.drainQueues();
-  const spawnMs = performance.now() - started;
-  collectGarbage();
-  const heapAfter = process.memoryUsage().heapUsed;
-  const rssAfter = process.memoryUsage().rss;
-  const live = pipeline.root.getSnapshot().context.endpoints;
-  const count = Object.values(live).reduce((n, ref) => n + Object.keys(ref.getSnapshot().context.tunnels).length, 0);
-  if (count !== tunnels) throw new Error(`expected ${tunnels} tunnel actors, found ${count}`);
+  const half = Math.floor(workload.endpoints / 2);
+  const points: Array<{ held: number; memory: NodeJS.MemoryUsage }> = [];
+  let uncompacted: NodeJS.MemoryUsage | null = null;
+  let spawnMs = 0;
+  for (const [from, to] of [[0, half], [half, workload.endpoints]] as const) {
+    const stepStarted = performance.now();
+    for (let e = from; e < to; e++) pipeline.feed(e, snapshots[e]!);
+    pipeline.endBatch();
+    // The snapshot ends after its quiet period; the tunnels then sit idle.
+    clock.advanceTo(clock.now() + 5_000);
+    pipeline.drainQueues();
+    spawnMs += performance.now() - stepStarted;
+    if (to === workload.endpoints) uncompacted = await settle(false);
+    points.push({ held: countTunnels(pipeline), memory: await settle(true) });
+  }
+  const [first, last] = [points[0]!, points[1]!];
+  if (last.held !== tunnels) throw new Error(`expected ${tunnels} tunnel actors, found ${last.held}`);
+  const added = last.held - first.held;
   const figure = {
     tunnels,
-    heapBytesPerTunnel: Math.round((heapAfter - heapBefore) / tunnels),
-    rssBytesPerTunnel: Math.round((rssAfter - rssBefore) / tunnels),
+    heapBytesPerTunnel: Math.round((last.memory.heapUsed - first.memory.heapUsed) / added),
+    rssBytesPerTunnel: Math.round((last.memory.rss - first.memory.rss) / added),
+    uncompactedRssBytesPerTunnel: Math.round((uncompacted!.rss - before.rss) / tunnels),
     spawnMs: Math.round(spawnMs),
   };
   pipeline.stop();
   return figure;
+}
+
+function countTunnels(pipeline: ActorPipeline): number {
+  const live = pipeline.root.getSnapshot().context.endpoints;
+  return Object.values(live).reduce((n, ref) => n + Object.keys(ref.getSnapshot().context.tunnels).length, 0);
 }
 
 export async function runHotPathBench(options: HotPathBenchOptions = {}): Promise<HotPathBenchResult> {
@@ -415,8 +453,11 @@ export async function runHotPathBench(options: HotPathBenchOptions = {}): Promis
   const idle: IdleFigure[] = [];
   for (const n of options.idleTunnels ?? [10_000, 100_000]) {
     if (n <= 0) continue;
-    const figure = measureIdle(n, perEndpoint);
-    log(`idle ${n}: ${figure.heapBytesPerTunnel} B heap, ${figure.rssBytesPerTunnel} B RSS per tunnel (spawned in ${figure.spawnMs} ms)`);
+    const figure = await measureIdle(n, perEndpoint);
+    log(
+      `idle ${n}: ${figure.heapBytesPerTunnel} B heap, ${figure.rssBytesPerTunnel} B RSS per tunnel ` +
+        `(uncompacted, since before building: ${figure.uncompactedRssBytesPerTunnel} B; spawned in ${figure.spawnMs} ms)`,
+    );
     idle.push(figure);
     collectGarbage();
   }

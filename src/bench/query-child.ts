@@ -11,15 +11,24 @@ import { pathToFileURL } from 'node:url';
 export interface QueryProbeInput {
   baseUrl: string;
   paths: string[];
+  /** Measuring time after the warm-up requests; ends earlier at `endAt`. */
   durationMs: number;
+  /** Epoch ms at which to stop whatever the start-up took (the end of the benchmark's window). */
+  endAt?: number;
   /** Requests per second (one in flight at a time, so fewer when answers are slow). */
   rate: number;
 }
 
 export interface QueryProbeResult {
+  /** Answered requests, plus the one cut by the window's end if any (see `cut`). */
   requests: number;
   errors: number;
   notOk: number;
+  /**
+   * 1 when a request was still unanswered at the window's end: counted with the time it had waited so far (a lower
+   * bound of its latency), so a loop blocked for the whole window shows as slow, never as "0 requests, 0 ms".
+   */
+  cut: number;
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
@@ -44,15 +53,39 @@ export async function probe(input: QueryProbeInput): Promise<QueryProbeResult> {
   const samples: number[] = [];
   let errors = 0;
   let notOk = 0;
+  let cut = 0;
   const gapMs = 1000 / input.rate;
-  // A few unmeasured requests first: connection set-up and the route's first (compiling) calls are not the steady state.
-  for (let i = 0; i < 10; i++) await get(input.baseUrl + input.paths[i % input.paths.length]!).catch(() => undefined);
-  const end = performance.now() + input.durationMs;
-  for (let i = 0; performance.now() < end; i++) {
+  const startedAt = performance.now();
+  const end = Math.min(startedAt + input.durationMs, input.endAt === undefined ? Infinity : startedAt + (input.endAt - Date.now()));
+  /** One request, or null if the window ends first (the request is then abandoned). */
+  const ask = (i: number): Promise<number | null> => {
+    const answer = get(input.baseUrl + input.paths[i % input.paths.length]!);
+    answer.catch(() => undefined); // an abandoned request fails when the agent is destroyed
+    let timer: NodeJS.Timeout | undefined;
+    const windowEnd = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, end - performance.now()))));
+    return Promise.race([answer, windowEnd]).finally(() => clearTimeout(timer));
+  };
+  // A few unmeasured requests first: connection set-up and the route's first (compiling) calls are not the steady
+  // state. At most 500 ms of them: under a saturated event loop each takes up to a second, and the window is short.
+  let i = 0;
+  for (; i < 10 && performance.now() < startedAt + 500; i++) {
+    const started = performance.now();
+    const status = await ask(i).catch(() => undefined);
+    if (status === null) {
+      samples.push(performance.now() - started);
+      cut++;
+      break;
+    }
+  }
+  for (; performance.now() < end; i++) {
     const started = performance.now();
     try {
-      const status = await get(input.baseUrl + input.paths[i % input.paths.length]!);
+      const status = await ask(i);
       samples.push(performance.now() - started);
+      if (status === null) {
+        cut++;
+        break;
+      }
       if (status !== 200) notOk++;
     } catch {
       errors++;
@@ -62,11 +95,12 @@ export async function probe(input: QueryProbeInput): Promise<QueryProbeResult> {
   }
   samples.sort((a, b) => a - b);
   const round = (ms: number): number => Math.round(ms * 100) / 100;
-  return { requests: samples.length, errors, notOk, p50Ms: round(quantile(samples, 0.5)), p99Ms: round(quantile(samples, 0.99)), maxMs: round(samples.at(-1) ?? 0) };
+  return { requests: samples.length, errors, notOk, cut, p50Ms: round(quantile(samples, 0.5)), p99Ms: round(quantile(samples, 0.99)), maxMs: round(samples.at(-1) ?? 0) };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const result = await probe(JSON.parse(process.argv[2]!) as QueryProbeInput);
-  process.stdout.write(JSON.stringify(result) + '\n');
   agent.destroy();
+  // Exits once written: an abandoned request (see `cut`) must not keep the process alive.
+  process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
 }

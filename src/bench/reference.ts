@@ -51,6 +51,8 @@ export class ReferencePipeline {
   statements = 0;
   rows = 0;
   logRows = 0;
+  /** Statements and rows per kind of write (the totals above are their sums), as TunnelPulse's per-writer counters. */
+  readonly writes = { state: { statements: 0, rows: 0 }, log: { statements: 0, rows: 0 } };
   readonly latency = { state: new LatencyHistogram(), log: new LatencyHistogram() };
   /** Every tunnel's latest state (the in-memory view), and the keys changed since the last flush. */
   readonly states = new Map<string, TunnelState>();
@@ -89,9 +91,10 @@ export class ReferencePipeline {
     return this.flushError;
   }
 
-  connect(masters: readonly SimMaster[]): void {
-    masters.forEach((master, index) => this.connectOne(master, index + 1));
-    this.timer = setInterval(() => this.flush(), this.settings.flushMs);
+  /** `firstEndpoint` numbers `masters[0]`: a later call adds masters after those already connected. */
+  connect(masters: readonly SimMaster[], firstEndpoint = 1): void {
+    masters.forEach((master, index) => this.connectOne(master, firstEndpoint + index));
+    this.timer ??= setInterval(() => this.flush(), this.settings.flushMs);
   }
 
   private connectOne(master: SimMaster, endpoint: number): void {
@@ -160,6 +163,8 @@ export class ReferencePipeline {
         this.statements++;
         this.rows += result.count;
         this.logRows += result.count;
+        this.writes.log.statements++;
+        this.writes.log.rows += result.count;
         const at = Date.now();
         for (const l of logs) this.latency.log.record(at - l.since);
       }
@@ -174,6 +179,8 @@ export class ReferencePipeline {
             tcptx = excluded.tcptx, udprx = excluded.udprx, udptx = excluded.udptx, at = excluded.at`;
         this.statements++;
         this.rows += result.count;
+        this.writes.state.statements++;
+        this.writes.state.rows += result.count;
         const at = Date.now();
         for (const s of states) this.latency.state.record(at - s.since);
       }

@@ -268,12 +268,29 @@ export const StatsResponse = Type.Object(
   { additionalProperties: true },
 );
 
+const IngestView = Type.Object(
+  {
+    backlogBytes: Type.Number({ description: 'SSE input received and not yet processed, bytes (all connections)' }),
+    backlogChunks: Type.Number(),
+    backlogConnections: Type.Number(),
+    oldestAgeMs: Type.Number(),
+    maxBacklogBytes: Type.Number(),
+    inlineChunks: Type.Number({ description: 'chunks processed at once because the backlog was over its bound' }),
+    inlineBytes: Type.Number(),
+    slices: Type.Number(),
+    longestSliceMs: Type.Number(),
+    discardedBytes: Type.Number({ description: 'input still queued when its stream ended on a callback error' }),
+  },
+  { additionalProperties: true },
+);
+
 export const QueuesResponse = Type.Object({
   queues: Type.Record(Type.String(), QueueView),
   pendingRows: Type.Number({ description: 'rows queued in memory and on disk, all queues' }),
   spilledRows: Type.Number(),
   spillBytes: Type.Number(),
   oldestAgeMs: Type.Number(),
+  ingest: Type.Union([IngestView, Type.Null()], { description: 'the ingest backlog (src/runtime/ingest-scheduler.ts); null when input is processed as it arrives' }),
 });
 
 export const PerformanceResponse = Type.Object(

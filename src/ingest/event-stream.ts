@@ -9,7 +9,10 @@
  * memory. Reconnection is the state machine's job, so a stream here is single-shot.
  *
  * Why the socket is never paused: NodePass gives each subscriber a 10-event buffer and drops silently when it
- * is full (PROTOCOL §7), so every `data` chunk is parsed synchronously, and callbacks must not block.
+ * is full (PROTOCOL §7), so every `data` chunk is taken at once and callbacks must not block. With a `scheduler`
+ * (the runtime's) a chunk is only queued at once and parsed a little later, in time-boxed slices shared with the
+ * other connections (src/runtime/ingest-scheduler.ts); without one it is parsed in the socket's callback. Either
+ * way the order holds, and the end or failure of the stream is reported after everything received before it.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -17,6 +20,7 @@ import type { Socket } from 'node:net';
 import type { ParsedEvent } from '../../actors/model.js';
 import { parseNodePassPayload } from '../protocol/events.js';
 import { DEFAULT_MAX_LINE_BYTES, SseParser } from '../protocol/sse-parser.js';
+import type { IngestScheduler } from '../runtime/ingest-scheduler.js';
 import { masterResourceUrl } from './master-url.js';
 import {
   ERROR_BODY_BYTES,
@@ -93,18 +97,26 @@ export interface EventStreamOptions {
   keepAliveMs?: number;
   /** The clock for the timestamps in stats and open info (epoch ms). */
   now?: () => number;
+  /** Defers parsing to time-boxed slices (see the header); absent: each chunk is parsed in the socket's callback. */
+  scheduler?: IngestScheduler;
 
   onOpen?(info: StreamOpenInfo): void;
   onEvent(parsed: AcceptedEvent, rawData: string): void;
   onRetry?(ms: number): void;
   onComment?(text: string): void;
   onRejected(rejection: StreamRejection): void;
+  /** After each piece of input was parsed and its events handed to the callbacks (the consumer may flush a batch). */
+  onInputProcessed?(): void;
   /** Called exactly once, asynchronously, after which no other callback fires. */
   onClose(result: StreamCloseResult): void;
 }
 
 export interface EventStreamHandle {
-  /** Ends the connection; `onClose` then reports `closed-by-us` (unless it had already ended). Idempotent. */
+  /**
+   * Ends the connection; `onClose` then reports `closed-by-us` (unless it had already ended). Idempotent. Input
+   * already received and still queued by the scheduler is processed first, in this call — except when called from
+   * inside one of this stream's own callbacks, where the rest is discarded (and counted by the scheduler).
+   */
   close(): void;
 }
 
@@ -131,12 +143,15 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
   };
   let finished = false;
   let connectTimer: NodeJS.Timeout | undefined;
+  // Set once the parser exists (below): the connection's queue in the scheduler.
+  let lane: ReturnType<IngestScheduler['lane']> | undefined;
 
   /** Ends everything once; later calls (the socket's own close/error echoes) are ignored. */
   const finish = (reason: StreamCloseReason): void => {
     if (finished) return;
     finished = true;
     if (connectTimer) clearTimeout(connectTimer);
+    lane?.dispose();
     stats.closedAt = now();
     const result: StreamCloseResult = { ...reason, stats: { ...stats } };
     request.destroy();
@@ -193,6 +208,19 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
     maxLineBytes,
   );
 
+  /** One piece of the body: parsed, its events handed over, then the consumer told (it may flush a batch). */
+  const processInput = (piece: Buffer): void => {
+    if (finished) return;
+    parser.feed(piece);
+    if (options.onInputProcessed) deliver(() => options.onInputProcessed!());
+  };
+  lane = options.scheduler?.lane(processInput);
+  /** Runs `fn` after everything received so far has been processed: the end of the stream comes after its events. */
+  const afterInput = (fn: () => void): void => {
+    if (lane) lane.then(fn);
+    else fn();
+  };
+
   const requestOptions: https.RequestOptions = {
     method: 'GET',
     headers: {
@@ -211,6 +239,7 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
   } catch (error) {
     // E.g. a key with a control character (ERR_INVALID_CHAR, whose message names the header, not its value).
     finished = true;
+    lane?.dispose();
     const message = error instanceof Error ? error.message : String(error);
     stats.closedAt = now();
     queueMicrotask(() => options.onClose({ kind: 'network', message, stats: { ...stats } }));
@@ -227,7 +256,7 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
     socket.setKeepAlive(true, keepAliveMs);
   });
 
-  request.on('error', (error) => finish(classifyNetworkError(error)));
+  request.on('error', (error) => afterInput(() => finish(classifyNetworkError(error))));
 
   request.on('response', (response) => {
     const status = response.statusCode ?? 0;
@@ -250,25 +279,29 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
       deliver(() => options.onOpen!({ status, contentType, remoteAddress: response.socket?.remoteAddress, openedAt }));
     }
 
-    // Flowing mode, parsed synchronously: see the header comment on why this must never pause.
+    // Flowing mode, never paused: see the header comment.
     response.on('data', (chunk: Buffer) => {
       if (finished) return;
       stats.bytes += chunk.length;
-      parser.feed(chunk);
+      if (lane) lane.push(chunk);
+      else processInput(chunk);
     });
     // An aborted chunked body (the master crashed or the connection was cut) surfaces here, not as `end`.
-    response.on('error', (error) => finish(classifyNetworkError(error)));
-    response.on('end', () => {
-      if (finished) return;
-      parser.end(); // reports a trailing oversized line, drops an unterminated event (per the SSE spec)
-      finish({ kind: 'eof', afterShutdown: stats.shutdownEvents > 0 });
-    });
+    response.on('error', (error) => afterInput(() => finish(classifyNetworkError(error))));
+    response.on('end', () =>
+      afterInput(() => {
+        if (finished) return;
+        parser.end(); // reports a trailing oversized line, drops an unterminated event (per the SSE spec)
+        finish({ kind: 'eof', afterShutdown: stats.shutdownEvents > 0 });
+      }),
+    );
   });
 
   request.end();
 
   return {
     close() {
+      if (!finished) lane?.drainNow();
       finish({ kind: 'closed-by-us' });
     },
   };

@@ -23,8 +23,8 @@ import type {
 } from '../../actors/tunnel.machine.js';
 import { parseLogLine } from '../../actors/log-line.js';
 import { staticFieldsOf, type Counters } from '../../actors/model.js';
-import type { Stats } from '../runtime/stats.js';
-import type { Store, TunnelConfigWrite, WriteResult } from '../db/store.js';
+import type { DatabaseWriter, Stats } from '../runtime/stats.js';
+import { FLUSH_CHUNK_ROWS, type Store, type TunnelConfigWrite, type WriteResult } from '../db/store.js';
 import { CoalescingQueue, SpillingQueue } from './queues.js';
 
 /** What the persister needs from the database layer: src/db/store.ts. */
@@ -234,7 +234,7 @@ export class Persister {
       deletedAt: p.event.type === 'delete' ? p.event.at : null,
       at: p.event.at,
     };
-    const tracked = this.tracked(this.counted(() => this.store.writeTunnelConfigs([record])));
+    const tracked = this.tracked(this.counted('fallback', () => this.store.writeTunnelConfigs([record])));
     try {
       await tracked;
     } catch {
@@ -271,11 +271,10 @@ export class Persister {
     return { rows, remaining, at: this.now() };
   }
 
-  private async counted<R extends WriteResult>(write: () => Promise<R>): Promise<R> {
+  private async counted<R extends WriteResult>(writer: DatabaseWriter, write: () => Promise<R>): Promise<R> {
     try {
       const result = await write();
-      this.stats.add('dbStatements', result.statements);
-      this.stats.add('dbRows', result.rows);
+      this.stats.wrote(writer, result.statements, result.rows);
       return result;
     } catch (error) {
       this.stats.add('dbErrors');
@@ -292,9 +291,9 @@ export class Persister {
     try {
       let rows = 0;
       // Order matters: a tunnel's row before its status history.
-      if (configs.length) rows += (await this.counted(() => this.store.writeTunnelConfigs(configs))).rows;
-      if (statuses.length) rows += (await this.counted(() => this.store.writeStatusChanges(statuses))).rows;
-      if (offline.length) rows += (await this.counted(() => this.store.writeOfflineIntervals(offline))).rows;
+      if (configs.length) rows += (await this.counted('configWriter', () => this.store.writeTunnelConfigs(configs))).rows;
+      if (statuses.length) rows += (await this.counted('configWriter', () => this.store.writeStatusChanges(statuses))).rows;
+      if (offline.length) rows += (await this.counted('configWriter', () => this.store.writeOfflineIntervals(offline))).rows;
       this.configQueue.done(batch);
       this.stats.committed('config', batch, this.now());
       return rows;
@@ -304,31 +303,44 @@ export class Persister {
     }
   }
 
+  /**
+   * One flush: the tunnels queued when it starts (up to `maxBatchRows × 10`), written in chunks of
+   * `FLUSH_CHUNK_ROWS`, each chunk its own transaction (a tunnel's state and its hour buckets always together).
+   * Taking and preparing 10,000 tunnels at once held the event loop for tens of ms; a chunk takes a few. A failed
+   * chunk goes back to the queue and the flush stops there (the chunks before it are committed); the supervisor
+   * retries the rest.
+   */
   private async writeStateBatch(): Promise<number> {
-    const batch = this.stateQueue.take(this.settings.maxBatchRows * 10);
-    if (batch.length === 0) return 0;
-    const states = batch.map((b) => b.value.state);
-    const buckets: HourBucketRecord[] = [];
-    for (const b of batch) {
-      for (const [hour, traffic] of Object.entries(b.value.hours)) {
-        buckets.push({ endpointId: b.value.state.endpointId, instanceId: b.value.state.instanceId, hour: Number(hour), traffic });
+    // Tunnels queued during the flush go to the end of the queue (insertion order): they wait for the next flush.
+    let left = Math.min(this.stateQueue.size, this.settings.maxBatchRows * 10);
+    let rows = 0;
+    while (left > 0) {
+      const batch = this.stateQueue.take(Math.min(left, FLUSH_CHUNK_ROWS));
+      if (batch.length === 0) break;
+      left -= batch.length;
+      const states = batch.map((b) => b.value.state);
+      const buckets: HourBucketRecord[] = [];
+      for (const b of batch) {
+        for (const [hour, traffic] of Object.entries(b.value.hours)) {
+          buckets.push({ endpointId: b.value.state.endpointId, instanceId: b.value.state.instanceId, hour: Number(hour), traffic });
+        }
+      }
+      try {
+        rows += (await this.counted('stateFlusher', () => this.store.flushTunnelStates(states, buckets))).rows;
+        this.stats.committed('state', batch, this.now());
+      } catch (error) {
+        this.stateQueue.putBack(batch);
+        throw error;
       }
     }
-    try {
-      const rows = (await this.counted(() => this.store.flushTunnelStates(states, buckets))).rows;
-      this.stats.committed('state', batch, this.now());
-      return rows;
-    } catch (error) {
-      this.stateQueue.putBack(batch);
-      throw error;
-    }
+    return rows;
   }
 
   private async writeLogBatch(): Promise<number> {
     const batch = this.logQueue.take(this.settings.maxBatchRows);
     if (batch.length === 0) return 0;
     try {
-      const result = await this.counted(() => this.store.insertLogs(batch.map((b) => b.item)));
+      const result = await this.counted('logBatcher', () => this.store.insertLogs(batch.map((b) => b.item)));
       if (result.cut > 0) this.stats.add('logRowsCut', result.cut);
       this.logQueue.done(batch);
       this.stats.committed('log', batch, this.now());
@@ -383,13 +395,13 @@ export class Persister {
   }
 
   async rollup(): Promise<{ rows: number; at: number }> {
-    const result = await this.tracked(this.counted(() => this.store.rollupHours('all-closed', this.now())));
+    const result = await this.tracked(this.counted('hourlyRollup', () => this.store.rollupHours('all-closed', this.now())));
     return { rows: result.rows, at: this.now() };
   }
 
   async retention(): Promise<{ rows: number; at: number }> {
     const result = await this.tracked(
-      this.counted(() =>
+      this.counted('retention', () =>
         this.store.applyRetention(this.now(), { logsDays: this.settings.logsRetentionDays, trafficDays: this.settings.trafficRetentionDays }),
       ),
     );

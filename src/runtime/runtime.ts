@@ -6,6 +6,7 @@
 import { createActor, fromCallback, fromPromise, type Actor } from 'xstate';
 import {
   endpointMachine,
+  stopTunnels,
   type EndpointContext,
   type EndpointEvent,
   type EndpointInput,
@@ -29,6 +30,7 @@ import type { MasterInfo, ParsedEvent } from '../../actors/model.js';
 import { HOUR_MS } from '../../actors/traffic.js';
 import { openEventStream, type StreamCloseResult } from '../ingest/event-stream.js';
 import { EventDelivery } from './delivery.js';
+import { IngestScheduler, type IngestSchedulerOptions, type IngestStats } from './ingest-scheduler.js';
 import { RecentEvents, type RecentEvent } from './recent-events.js';
 import type { JournalWriter } from '../ingest/journal.js';
 import { MasterAgentPool, getInfo, listInstances } from '../ingest/master-api.js';
@@ -69,6 +71,11 @@ export interface RuntimeOptions {
   masterRequestTimeoutMs?: number;
   /** Latest events kept in memory per endpoint (`GET /api/endpoints/:id/events`); default 1,000, 0: none. */
   recentEventsPerEndpoint?: number;
+  /**
+   * The SSE input is parsed and delivered in time-boxed slices (src/runtime/ingest-scheduler.ts) so that HTTP and
+   * database replies interleave with ingest; `false`: in each socket's callback, as it arrives.
+   */
+  ingest?: IngestSchedulerOptions | false;
 }
 
 /** Bound on each `/info` and `/instances` call (a real `/info` takes ~100 ms; a big listing a few MB). */
@@ -100,6 +107,8 @@ export class Runtime {
   readonly fleet: Actor<typeof fleetMachine>;
   /** Endpoint and tunnel changes for the live feed (`GET /api/events`). */
   readonly changes: ChangeFeed;
+  /** Where the streams' input waits for its slice (null: processed in the socket callbacks). */
+  readonly ingest: IngestScheduler | null;
   private readonly definitions = new Map<number, EndpointDefinition>();
   /** Keep-alive connections for `/info` and `/instances`, one small pool per master origin. */
   private readonly agents = new MasterAgentPool();
@@ -114,6 +123,7 @@ export class Runtime {
     this.stats = options.stats ?? new Stats();
     const persister = options.persister;
     this.changes = options.changes ?? new ChangeFeed({ now: this.now });
+    this.ingest = options.ingest === false ? null : new IngestScheduler({ now: this.now, ...options.ingest });
     const tunnel = tunnelMachine.provide({ actions: this.tunnelEffects(persister) });
     const endpoint = endpointMachine.provide({
       actors: {
@@ -229,6 +239,11 @@ export class Runtime {
 
   // ---- reads ------------------------------------------------------------------------------------------
 
+  /** The ingest backlog (input received, not yet processed) and how often it overflowed; null without a scheduler. */
+  ingestStats(): IngestStats | null {
+    return this.ingest?.stats() ?? null;
+  }
+
   /** The endpoint's latest events, newest first (null: no such endpoint). */
   recentEvents(id: number, limit?: number): { capacity: number; total: number; items: RecentEvent[] } | null {
     const ring = this.recent.get(id);
@@ -322,7 +337,7 @@ export class Runtime {
       return () => {};
     }
     const journal = this.options.journal?.endpoint(def.name);
-    // Instance events of one socket chunk reach the endpoint as one batch (src/runtime/delivery.ts).
+    // The instance events of one piece of input reach the endpoint as one batch (src/runtime/delivery.ts).
     const delivery = new EventDelivery(this.stats, this.now, sendBack);
     const ring = this.recent.get(endpointId);
     const deliver = (parsed: ParsedEvent) => {
@@ -334,6 +349,8 @@ export class Runtime {
       apiKey: def.apiKey,
       insecureTls: def.insecureTls,
       now: this.now,
+      scheduler: this.ingest ?? undefined,
+      onInputProcessed: () => delivery.flush(),
       onOpen: () => {
         journal?.open(def.baseUrl);
         sendBack({ type: 'stream.opened', at: this.now() });
@@ -355,8 +372,9 @@ export class Runtime {
       },
     });
     return () => {
-      delivery.flush();
+      // Closing processes what the scheduler still holds for this stream; then nothing may stay gathered.
       handle.close();
+      delivery.flush();
     };
   }
 
@@ -390,6 +408,8 @@ export class Runtime {
       for (const watch of this.endpointWatches.values()) watch.unsubscribe();
       this.endpointWatches.clear();
       this.changes.close();
+      // Tunnel actors are not XState children of their endpoint (endpoint.machine.ts, `createTunnel`).
+      for (const ref of Object.values(this.fleet.getSnapshot().context.endpoints)) stopTunnels(ref);
       this.fleet.stop();
       this.agents.destroy();
     }

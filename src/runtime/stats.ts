@@ -18,6 +18,22 @@ export interface QueueStats {
   spillBytes: number;
 }
 
+/**
+ * Who wrote: the three persistence supervisors, the scheduled jobs, and the memory path's fallback (one record
+ * written on its own). Per-writer figures make write amplification readable per kind of data: state flushes per
+ * update event, log batches per log line (issue 7's "statements per 1,000 update events" is the state flusher's).
+ */
+export const DATABASE_WRITERS = ['configWriter', 'stateFlusher', 'logBatcher', 'hourlyRollup', 'retention', 'fallback'] as const;
+export type DatabaseWriter = (typeof DATABASE_WRITERS)[number];
+
+export interface WriteCounts {
+  statements: number;
+  rows: number;
+}
+
+const noWrites = (): Record<DatabaseWriter, WriteCounts> =>
+  Object.fromEntries(DATABASE_WRITERS.map((w) => [w, { statements: 0, rows: 0 }])) as Record<DatabaseWriter, WriteCounts>;
+
 export interface StatsContext {
   processedEvents: number;
   memoryHits: number;
@@ -32,6 +48,8 @@ export interface StatsContext {
   processingTimeTotalUs: number;
   processingHistogram: number[];
   queues: Record<string, QueueStats>;
+  /** `dbStatements` and `dbRows` split by writer (what was counted through `Stats.wrote`). */
+  writesByWriter: Record<DatabaseWriter, WriteCounts>;
 }
 
 const emptyStats = (): StatsContext => ({
@@ -48,17 +66,25 @@ const emptyStats = (): StatsContext => ({
   processingTimeTotalUs: 0,
   processingHistogram: BUCKETS_US.map(() => 0),
   queues: {},
+  writesByWriter: noWrites(),
 });
 
-type Counts = Omit<StatsContext, 'queues' | 'processingHistogram' | 'lastProcessedAt'>;
+type Counts = Omit<StatsContext, 'queues' | 'processingHistogram' | 'lastProcessedAt' | 'writesByWriter'>;
 
 export function createStatsStore() {
   return createStore({
     context: emptyStats(),
     on: {
-      fold: (context, event: { counts: Partial<Counts>; histogram: number[]; lastProcessedAt: number | null }) => {
+      fold: (context, event: { counts: Partial<Counts>; histogram: number[]; lastProcessedAt: number | null; writes: Partial<Record<DatabaseWriter, WriteCounts>> }) => {
         const next = { ...context };
         for (const [k, v] of Object.entries(event.counts) as Array<[keyof Counts, number]>) next[k] = context[k] + v;
+        if (Object.keys(event.writes).length > 0) {
+          next.writesByWriter = { ...context.writesByWriter };
+          for (const [w, c] of Object.entries(event.writes) as Array<[DatabaseWriter, WriteCounts]>) {
+            const before = context.writesByWriter[w];
+            next.writesByWriter[w] = { statements: before.statements + c.statements, rows: before.rows + c.rows };
+          }
+        }
         next.processingHistogram = context.processingHistogram.map((n, i) => n + (event.histogram[i] ?? 0));
         if (event.lastProcessedAt !== null) next.lastProcessedAt = event.lastProcessedAt;
         return next;
@@ -125,6 +151,7 @@ export class Stats {
     log: new LatencyHistogram(),
   };
   private pending: Partial<Record<keyof Counts, number>> = {};
+  private pendingWrites: Partial<Record<DatabaseWriter, WriteCounts>> = {};
   private histogram = BUCKETS_US.map(() => 0);
   private lastProcessedAt: number | null = null;
   private dirty = false;
@@ -132,6 +159,15 @@ export class Stats {
   add(key: keyof Counts, n = 1): void {
     this.pending[key] = (this.pending[key] ?? 0) + n;
     this.dirty = true;
+  }
+
+  /** A write the database took: counted in the totals and for its writer. */
+  wrote(writer: DatabaseWriter, statements: number, rows: number): void {
+    this.add('dbStatements', statements);
+    this.add('dbRows', rows);
+    const counts = (this.pendingWrites[writer] ??= { statements: 0, rows: 0 });
+    counts.statements += statements;
+    counts.rows += rows;
   }
 
   /** One event through the memory path, with its processing time. */
@@ -165,8 +201,9 @@ export class Stats {
 
   fold(): void {
     if (!this.dirty) return;
-    this.store.trigger.fold({ counts: this.pending, histogram: this.histogram, lastProcessedAt: this.lastProcessedAt });
+    this.store.trigger.fold({ counts: this.pending, histogram: this.histogram, lastProcessedAt: this.lastProcessedAt, writes: this.pendingWrites });
     this.pending = {};
+    this.pendingWrites = {};
     this.histogram = BUCKETS_US.map(() => 0);
     this.lastProcessedAt = null;
     this.dirty = false;
@@ -183,7 +220,7 @@ export class Stats {
       memoryHits: s.memoryHits,
       memoryErrors: s.memoryErrors,
       rejectedEvents: s.rejectedEvents,
-      databaseWrites: { statements: s.dbStatements, rows: s.dbRows },
+      databaseWrites: { statements: s.dbStatements, rows: s.dbRows, byWriter: s.writesByWriter },
       databaseErrors: s.dbErrors,
       fallbacks: s.fallbacks,
       logRowsCut: s.logRowsCut,

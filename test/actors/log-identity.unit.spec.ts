@@ -12,7 +12,7 @@ const TIME = goTime(T);
 const WINDOW = 10 * 60_000;
 
 function sight(d: LogDedupe, connection: number, at = T, time = TIME, line = LINE, windowMs = WINDOW): number {
-  return sightLogLine(d, { time, hash: lineHash(line), at, connection }, windowMs).ordinal;
+  return sightLogLine(d, { time, hash: lineHash(line), at, connection }, windowMs);
 }
 
 describe('sightLogLine', () => {

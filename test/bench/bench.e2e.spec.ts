@@ -1,7 +1,8 @@
 /**
  * `tunnelpulse bench` at a tiny scale, through the built CLI: simulator processes, TunnelPulse and the reference
  * pipeline on the test database. Checks the report's shape and that the counts agree (every frame the simulators
- * wrote was received, every log line received was committed); no speed is asserted.
+ * wrote was received, every log line received was committed), the per-writer statement split adding up to the
+ * total, a warm-up before every window, a query probe in every TunnelPulse window; no speed is asserted.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +32,7 @@ describe('tunnelpulse bench', () => {
     delete env['DATABASE_URL'];
     if (process.env['TEST_DATABASE_URL']) env['DATABASE_URL'] = process.env['TEST_DATABASE_URL'];
     const { code, stdout, stderr } = await runCli(
-      ['bench', '--json', '--endpoints', '2', '--tunnels', '20', '--rates', '200,400', '--step-seconds', '2', '--processes', '1', '--memory', '500', '--query-rps', '50', '--every-rate'],
+      ['bench', '--json', '--endpoints', '2', '--tunnels', '20', '--rates', '200,400', '--step-seconds', '3', '--processes', '1', '--memory', '500', '--query-rps', '50', '--every-rate', '--no-adaptive'],
       env,
       140_000,
     );
@@ -53,15 +54,45 @@ describe('tunnelpulse bench', () => {
       expect(run.error).toBeUndefined();
       expect(run.window.events).toBeGreaterThan(0);
       expect(run.window.logs + run.window.updates).toBeLessThanOrEqual(run.window.events);
-      expect(run.latency.log.count).toBe(run.totals.logRowsCommitted);
+      // Latency covers the window's commits (3 s: at least one log batch and one state flush of the 2 s periods).
+      expect(run.latency.log.count).toBeGreaterThan(0);
+      expect(run.latency.log.count).toBeLessThanOrEqual(run.totals.logRowsCommitted);
       expect(run.latency.log.p99Ms).toBeGreaterThanOrEqual(run.latency.log.p50Ms);
       expect(run.latency.state.count).toBeGreaterThan(0);
+      expect(run.step).toBe('ladder');
+      // The statements split by kind of write add up to the total, and the per-kind rates are read from them.
+      const w = run.window.writes;
+      expect(w.state.statements + w.log.statements + w.config.statements + w.jobs.statements).toBe(run.window.statements);
+      expect(w.state.rows + w.log.rows + w.config.rows + w.jobs.rows).toBe(run.window.rows);
+      expect(w.state.statements).toBeGreaterThan(0);
+      expect(w.log.statements).toBeGreaterThan(0);
+      expect(run.stateStatementsPer1000Updates).toBeCloseTo((w.state.statements / run.window.updates) * 1000, 1);
+      expect(run.logStatementsPer1000Logs).toBeCloseTo((w.log.statements / run.window.logs) * 1000, 1);
+      // The window starts after the warm-up: the initial snapshot, then caught up (a tiny load always is).
+      expect(run.warmUp.outcome).toBe('caught-up');
+      expect(run.warmUp.seconds).toBeGreaterThanOrEqual(run.warmUp.snapshotSeconds);
+      if (run.pipeline === 'tunnelpulse') {
+        // Every TunnelPulse window has its query probe; the per-writer counters are reported as Stats keeps them.
+        expect(run.query, `query at ${run.offeredRate}`).toBeDefined();
+        expect(run.query!.requests).toBeGreaterThan(0);
+        expect(run.query!.errors + run.query!.notOk).toBe(0);
+        expect(run.window.byWriter!.stateFlusher).toEqual(w.state);
+        expect(run.window.byWriter!.logBatcher).toEqual(w.log);
+      } else {
+        expect(run.query).toBeUndefined();
+        expect(w.config.statements + w.jobs.statements).toBe(0);
+      }
     }
-    const tp = report.runs.find((r) => r.pipeline === 'tunnelpulse' && r.query)!;
-    expect(tp.query).toBeDefined();
-    expect(tp.query!.requests).toBeGreaterThan(0);
-    expect(tp.query!.errors + tp.query!.notOk).toBe(0);
     expect(report.consistent).toBe(true);
+    // Both normally hold both rates of a tiny load: neither limit was reached, and the report says so (no bound).
+    const sustained = report.summary.sustained;
+    if (report.runs.every((r) => r.held)) {
+      expect(sustained.kind).toBe('unbounded');
+      expect(sustained.reference.limit).toBe('ladder-top');
+      expect(sustained.reference.held!.offered).toBe(400);
+    }
+    expect(sustained.needed).toBe(Math.round(0.7 * sustained.reference.held!.produced));
+    expect(sustained.adaptiveRate).toBeNull();
 
     expect(report.memory.map((m) => m.pipeline).sort()).toEqual(['reference', 'tunnelpulse']);
     for (const m of report.memory) {

@@ -181,6 +181,9 @@ describe('dashboard, stats, actors, metrics, health', () => {
     const q = await get('/api/stats/queues');
     expect(Object.keys(q.queues).sort()).toEqual(['config', 'logs', 'state']);
     expect(q.pendingRows).toBeGreaterThanOrEqual(0);
+    // The SSE input backlog (src/runtime/ingest-scheduler.ts): present, nothing processed inline at this load.
+    expect(q.ingest).toMatchObject({ backlogBytes: expect.any(Number), inlineChunks: 0, discardedBytes: 0 });
+    expect(q.ingest.slices).toBeGreaterThan(0);
     const p = await get('/api/stats/performance');
     expect(p).toMatchObject({ processedEvents: s.processedEvents, hitRate: s.hitRate, errorRate: 0 });
     expect(p.p99ProcessingUs).toBeGreaterThan(0);

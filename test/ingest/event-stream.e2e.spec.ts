@@ -23,6 +23,7 @@ import {
   type Responder,
 } from '../support/sse-server.js';
 import { countAccepted, runStream } from './stream-harness.js';
+import { IngestScheduler } from '../../src/runtime/ingest-scheduler.js';
 
 const S1 = 'nodepass-s1-main-debug.sse';
 const S1_MASTER_ID = '1ab781946d30b9c8';
@@ -350,4 +351,24 @@ describe('IPv6', async () => {
   });
 
   if (!available) it.skip('IPv6 skipped: cannot listen on ::1 here', () => {});
+});
+
+describe('with the ingest scheduler (parsing deferred to time-boxed slices)', () => {
+  it('delivers the same events in the same order, and reports the end after the last of them', async () => {
+    const body = readCapture(S1);
+    const direct = await runStream({ baseUrl: (await serve(eventsAt(serveSse(body, { seed: 7, maxChunk: 4096 })))).baseUrl, apiKey: TEST_API_KEY });
+    // One piece per slice and small pieces: the most interleaving with the socket's own callbacks.
+    const scheduler = new IngestScheduler({ sliceBudgetMs: 0, pieceBytes: 256 });
+    let processedCalls = 0;
+    const server = await serve(eventsAt(serveSse(body, { seed: 7, maxChunk: 4096 })));
+    const deferred = await runStream({ baseUrl: server.baseUrl, apiKey: TEST_API_KEY, scheduler, onInputProcessed: () => processedCalls++ });
+
+    expect(deferred.close).toMatchObject({ kind: 'eof', afterShutdown: true });
+    expect(deferred.events.map((e) => e.rawData)).toEqual(direct.events.map((e) => e.rawData));
+    expect(deferred.calls.at(-1)).toBe('close');
+    expect(deferred.calls.filter((c) => c === 'close')).toHaveLength(1);
+    expect(processedCalls).toBeGreaterThan(body.length / 4096);
+    expect(scheduler.stats()).toMatchObject({ backlogBytes: 0, inlineChunks: 0, discardedBytes: 0 });
+    expect(scheduler.stats().slices).toBeGreaterThan(1);
+  });
 });

@@ -108,7 +108,8 @@ export class FakeTunnel {
     c.traffic = { tcprx: c.traffic.tcprx + bytes, tcptx: c.traffic.tcptx + 2 * bytes, udprx: c.traffic.udprx + 1, udptx: c.traffic.udptx };
     const hour = String(hourOf(at));
     const bucket = c.hours[hour] ?? { tcprx: 0, tcptx: 0, udprx: 0, udptx: 0 };
-    c.hours[hour] = { tcprx: bucket.tcprx + bytes, tcptx: bucket.tcptx + 2 * bytes, udprx: bucket.udprx + 1, udptx: bucket.udptx };
+    // A new record: a fresh context shares one frozen empty record (tunnel.machine.ts).
+    c.hours = { ...c.hours, [hour]: { tcprx: bucket.tcprx + bytes, tcptx: bucket.tcptx + 2 * bytes, udprx: bucket.udprx + 1, udptx: bucket.udptx } };
     c.stateAt = at;
     return { context: { ...c, counters: { ...c.counters }, traffic: { ...c.traffic } }, hours: { [hour]: { ...c.hours[hour]! } } };
   }

@@ -2,7 +2,8 @@
  * Every statistic the issue lists (item 7) exists and is fed by the real paths, not just declared:
  * a Runtime with its Persister on the test database, watching a simulated master over real sockets.
  *   processed events, memory hits, hit rate, last processed time, average and p99 processing time — the stream;
- *   database statements and rows — the supervisors' writes;
+ *   database statements and rows — the supervisors' writes, in total and per writer (the per-writer figures add
+ *     up to the totals; the config writer, state flusher and log batcher each wrote; the fallback is its own writer);
  *   queue depths, oldest age, spill size — live, while rows wait;
  *   memory errors and fallbacks — the memory-path failure effect, whose record is then written on its own;
  *   database errors — a write against a closed connection.
@@ -17,7 +18,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { Store } from '../../src/db/store.js';
 import { DEFAULT_PERSISTER_SETTINGS, Persister } from '../../src/persistence/persister.js';
 import { DEFAULT_SUPERVISORS, Runtime } from '../../src/runtime/runtime.js';
-import { Stats } from '../../src/runtime/stats.js';
+import { DATABASE_WRITERS, Stats } from '../../src/runtime/stats.js';
 import { startSimulator } from '../../src/sim/simulator.js';
 import { useTestDatabase } from '../support/database.js';
 import { createEndpointRow, logLine } from './harness.js';
@@ -53,9 +54,11 @@ describe('statistics', () => {
     cleanups.push(() => runtime.stop().catch(() => {}));
     runtime.addEndpoint({ id: endpointId, name: 'stats', baseUrl: sim.master.apiBase, apiKey: sim.master.apiKey, insecureTls: false, enabled: true });
 
-    await waitFor('events processed and written', () => {
+    const byWriter = () => stats.snapshot().databaseWrites.byWriter;
+    await waitFor('events processed and written by each supervisor', () => {
       const s = stats.snapshot();
-      return s.processedEvents > 20 && s.databaseWrites.rows > 0;
+      const w = s.databaseWrites.byWriter;
+      return s.processedEvents > 20 && w.configWriter.rows > 0 && w.stateFlusher.rows > 0 && w.logBatcher.rows > 0;
     });
     let s = stats.snapshot();
     expect(s.memoryHits).toBeGreaterThan(0);
@@ -65,6 +68,12 @@ describe('statistics', () => {
     expect(s.averageProcessingUs).toBeGreaterThan(0);
     expect(s.p99ProcessingUs).toBeGreaterThan(0);
     expect(s.databaseWrites.statements).toBeGreaterThan(0);
+    const sum = (key: 'statements' | 'rows', w = s.databaseWrites.byWriter) => DATABASE_WRITERS.reduce((n, name) => n + w[name][key], 0);
+    expect(sum('statements')).toBe(s.databaseWrites.statements);
+    expect(sum('rows')).toBe(s.databaseWrites.rows);
+    // Nothing was written by the writers that have not run: no rollup hour closed, no retention, no fallback yet.
+    expect(s.databaseWrites.byWriter.fallback).toEqual({ statements: 0, rows: 0 });
+    expect(s.databaseWrites.byWriter.retention).toEqual({ statements: 0, rows: 0 });
     expect(Object.keys(s.queues).sort()).toEqual(['config', 'logs', 'state']);
 
     // Queue figures are live: 1,500 lines queued at once (cap 1,000) show depth, spill and (soon) an age.
@@ -74,7 +83,11 @@ describe('statistics', () => {
     expect(s.queues['logs']!.depth).toBeGreaterThanOrEqual(1_400); // a batch may be out with the writer already
     expect(s.queues['logs']!.spilledRows).toBeGreaterThan(0);
     expect(s.queues['logs']!.spillBytes).toBeGreaterThan(0);
+    const logStatementsBefore = byWriter().logBatcher.statements;
     await waitFor('the spilled lines to drain', () => stats.snapshot().queues['logs']!.spillBytes === 0);
+    await waitFor('the queued lines to be written', () => stats.snapshot().queues['logs']!.depth === 0);
+    // 1,500 lines in batches of at most `maxBatchRows` (1,000): at least 2 more statements, all the log batcher's.
+    expect(byWriter().logBatcher.statements - logStatementsBefore).toBeGreaterThanOrEqual(Math.ceil(1_500 / settings.maxBatchRows));
 
     // The memory path failed for an event: counted, and its record persisted on its own (a fallback).
     const instanceId = sim.master.instanceIds()[0]!;
@@ -89,6 +102,8 @@ describe('statistics', () => {
     s = stats.snapshot();
     expect(s.memoryErrors).toBeGreaterThanOrEqual(1);
     expect(s.fallbacks).toBeGreaterThanOrEqual(1);
+    expect(s.databaseWrites.byWriter.fallback).toEqual({ statements: 1, rows: 1 });
+    expect(sum('statements', s.databaseWrites.byWriter)).toBe(s.databaseWrites.statements);
 
     // A write that the database refuses is a database error (and the rows stay queued).
     // A schema of its own (never the server's public schema: it would outlive the run), closed before use.

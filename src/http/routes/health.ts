@@ -68,6 +68,10 @@ export const healthRoutes: FastifyPluginAsyncTypebox<HttpDeps & { readiness: () 
   queueGauge('tunnelpulse_queue_oldest_age_ms', 'Age of the oldest row waiting, milliseconds', (q) => q.oldestAgeMs);
   queueGauge('tunnelpulse_queue_spilled_rows', 'Rows spilled to disk', (q) => q.spilledRows);
   queueGauge('tunnelpulse_queue_spill_bytes', 'Bytes of spill files', (q) => q.spillBytes);
+  gauge('tunnelpulse_ingest_backlog_bytes', 'SSE input received and not yet processed, bytes', () => runtime.ingestStats()?.backlogBytes ?? 0);
+  gauge('tunnelpulse_ingest_backlog_oldest_age_ms', 'Age of the oldest unprocessed SSE input, milliseconds', () => runtime.ingestStats()?.oldestAgeMs ?? 0);
+  gauge('tunnelpulse_ingest_inline_chunks', 'SSE chunks processed at once because the ingest backlog was full', () => runtime.ingestStats()?.inlineChunks ?? 0);
+  gauge('tunnelpulse_ingest_discarded_bytes', 'SSE input still queued when its stream ended on a callback error', () => runtime.ingestStats()?.discardedBytes ?? 0);
 
   new client.Gauge({
       name: 'tunnelpulse_endpoints_by_state',

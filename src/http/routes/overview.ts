@@ -100,6 +100,7 @@ export const overviewRoutes: FastifyPluginAsyncTypebox<HttpDeps> = async (fastif
       spilledRows: all.reduce((n, q) => n + q.spilledRows, 0),
       spillBytes: all.reduce((n, q) => n + q.spillBytes, 0),
       oldestAgeMs: all.reduce((n, q) => Math.max(n, q.oldestAgeMs), 0),
+      ingest: runtime.ingestStats(),
     };
   });
 

@@ -1,0 +1,88 @@
+/**
+ * The throughput target's answer from the ladder (bench.ts): which rates each pipeline held, where it fell behind,
+ * what that proves about the ratio, and the extra TunnelPulse step offered to answer "0.7 × the reference?".
+ * Hand-made step results; the figures are the arithmetic's expected outcomes, worked out in the comments.
+ */
+import { describe, expect, it } from 'vitest';
+import { adaptiveRate, sustainedThroughput, type RunResult } from '../../src/bench/bench.js';
+
+const run = (pipeline: RunResult['pipeline'], offeredRate: number, produced: number, held: boolean): RunResult =>
+  ({ pipeline, offeredRate, produced, held, step: 'ladder' }) as RunResult;
+
+describe('sustained throughput from the ladder', () => {
+  it('both fell behind: the capacity ratio is bracketed', () => {
+    const runs = [
+      run('reference', 5_000, 5_000, true),
+      run('tunnelpulse', 5_000, 4_900, true),
+      run('reference', 14_000, 14_000, true),
+      run('tunnelpulse', 14_000, 12_000, false),
+      run('reference', 20_000, 18_000, false),
+    ];
+    const s = sustainedThroughput(runs, false, null);
+    expect(s.tunnelpulse).toEqual({ held: { offered: 5_000, produced: 4_900 }, failedAt: { offered: 14_000, produced: 12_000 }, limit: 'fell-behind' });
+    expect(s.reference).toEqual({ held: { offered: 14_000, produced: 14_000 }, failedAt: { offered: 20_000, produced: 18_000 }, limit: 'fell-behind' });
+    expect(s.kind).toBe('bracketed');
+    expect(s.heldRatio).toBe(0.35); // 4,900 / 14,000
+    // TunnelPulse sustains [4,900, 12,000), the reference [14,000, 18,000): ratio in (4,900/18,000, 12,000/14,000).
+    expect(s.capacityRatio).toEqual({ low: 0.27, high: 0.86 });
+    expect(s.needed).toBe(9_800);
+  });
+
+  it('the reference never fell behind: the held ratio is an upper bound, and the reason is named', () => {
+    const runs = [run('reference', 5_000, 5_000, true), run('tunnelpulse', 5_000, 5_000, true), run('reference', 20_000, 19_000, true), run('tunnelpulse', 20_000, 15_000, false)];
+    const bySimulators = sustainedThroughput(runs, true, null);
+    expect(bySimulators.kind).toBe('upper-bound');
+    expect(bySimulators.reference.limit).toBe('simulators');
+    expect(bySimulators.capacityRatio).toEqual({ low: null, high: 0.79 }); // 15,000 / 19,000
+    expect(bySimulators.explanation).toContain('the simulators could not produce more');
+    expect(sustainedThroughput(runs, false, null).reference.limit).toBe('ladder-top');
+  });
+
+  it('TunnelPulse never fell behind: a lower bound; no rate held by the reference: undetermined', () => {
+    const lower = sustainedThroughput([run('reference', 5_000, 5_000, true), run('tunnelpulse', 5_000, 5_000, true), run('reference', 10_000, 9_000, false), run('tunnelpulse', 10_000, 10_000, true)], false, null);
+    expect(lower.kind).toBe('lower-bound');
+    expect(lower.capacityRatio).toEqual({ low: 1.11, high: null }); // 10,000 / 9,000
+    const none = sustainedThroughput([run('reference', 5_000, 5_000, false), run('tunnelpulse', 5_000, 5_000, true)], false, null);
+    expect(none.kind).toBe('undetermined');
+    expect(none.heldRatio).toBeNull();
+    expect(none.needed).toBeNull();
+  });
+
+  it('the simulators fell short at the held step that was to answer: the target is left undecided, and said why', () => {
+    // A loaded machine: reference held 5,000 (4,775 produced); needed 3,343; TunnelPulse held 3,600 offered, but the
+    // simulators produced 3,230 (under 90 %). TunnelPulse fell behind only above (5,000).
+    const runs = [run('reference', 5_000, 4_775, true), run('tunnelpulse', 5_000, 4_638, false), run('reference', 14_000, 11_942, false), { ...run('tunnelpulse', 3_600, 3_230, true), step: 'adaptive' as const, simulatorsShort: true }];
+    const s = sustainedThroughput(runs, false, 3_600);
+    expect(s.heldRatio).toBe(0.68);
+    expect(s.undecidedBecauseSimulatorsShort).toBe(true);
+    expect(s.explanation).toContain('not decided');
+    // The same figures with the simulators at the offer: decided (no).
+    expect(sustainedThroughput([...runs.slice(0, 3), run('tunnelpulse', 3_600, 3_230, true)], false, 3_600).undecidedBecauseSimulatorsShort).toBe(false);
+  });
+
+  it('TunnelPulse held nothing while the reference held: the ratio is 0, not unknown', () => {
+    const s = sustainedThroughput([run('reference', 5_000, 5_000, true), run('tunnelpulse', 5_000, 4_000, false)], false, null);
+    expect(s.heldRatio).toBe(0);
+    expect(s.tunnelpulse.held).toBeNull();
+  });
+});
+
+describe('the adaptive step', () => {
+  it('offers 0.7 × the reference held rate (+5 %) when no TunnelPulse step answered it', () => {
+    // Reference held 20,000 offered (19,000 produced): needed 13,300; offered ceil(13,965 / 100) × 100.
+    const runs = [run('reference', 5_000, 5_000, true), run('tunnelpulse', 5_000, 5_000, true), run('reference', 20_000, 19_000, true), run('tunnelpulse', 20_000, 14_000, false)];
+    expect(adaptiveRate(runs)).toBe(14_000);
+  });
+
+  it('none when a held step already reached the needed rate, or TunnelPulse fell behind below the offer', () => {
+    const answered = [run('reference', 20_000, 19_000, true), run('tunnelpulse', 14_000, 13_400, true)];
+    expect(adaptiveRate(answered)).toBeNull();
+    const fellBehindLower = [run('reference', 20_000, 19_000, true), run('tunnelpulse', 5_000, 5_000, true), run('tunnelpulse', 10_000, 8_000, false)];
+    expect(adaptiveRate(fellBehindLower)).toBeNull();
+    // …unless every rate is asked for.
+    expect(adaptiveRate(fellBehindLower, true)).toBe(14_000);
+    // Held, but the simulators produced a little less than needed: the step asks again, 5 % higher.
+    expect(adaptiveRate([run('reference', 20_000, 19_000, true), run('tunnelpulse', 13_000, 12_900, true)])).toBe(14_000);
+    expect(adaptiveRate([run('tunnelpulse', 5_000, 5_000, true)])).toBeNull();
+  });
+});
