@@ -1,6 +1,7 @@
 /**
  * `tunnelpulse bench`: the end-to-end benchmark (see bench.ts). Prints readable tables, or the report as one
- * JSON object with `--json`. `--quick` keeps the whole run under two minutes.
+ * JSON object with `--json`. `--quick` aims at a run under two minutes (113–175 s measured on the shared 2-core VM
+ * at load 4–10: docs/performance.md).
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { loadConfig, type Config } from '../config.js';
@@ -93,7 +94,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--log-share <x>', 'share of log lines in the offered events', share, 0.2)
     .option('--seed <seed>', 'simulator seed', 'bench')
     .option('--every-rate', 'run every rate even after a pipeline fell behind at a lower one', false)
-    .option('--quick', `a run under two minutes (rates ${QUICK_RATES.join(', ')}, 5 s windows, 10,000 idle tunnels)`, false)
+    .option('--quick', `a run of about two minutes (rates ${QUICK_RATES.join(', ')}, 5 s windows, 10,000 idle tunnels)`, false)
     .option('--json', 'print the report as one JSON object', false)
     .option('--cpu-profile <dir>', "write a CPU profile of each TunnelPulse window into <dir> (steady state only)")
     .action(async (opts: BenchCommandOptions) => {

@@ -246,7 +246,12 @@ export const StatsResponse = Type.Object(
     memoryHits: Type.Number(),
     memoryErrors: Type.Number(),
     rejectedEvents: Type.Number(),
-    databaseWrites: Type.Object({ statements: Type.Number(), rows: Type.Number() }),
+    databaseWrites: Type.Object({
+      statements: Type.Number(),
+      rows: Type.Number(),
+      /** The same, by writer (config writer, state flusher, log batcher, rollup, retention, fallback). */
+      byWriter: Type.Record(Type.String(), Type.Object({ statements: Type.Number(), rows: Type.Number() })),
+    }),
     databaseErrors: Type.Number(),
     fallbacks: Type.Number(),
     hitRate: Type.Number(),

@@ -104,8 +104,7 @@ export async function replayStreamsIntoDatabase(streams: Stream[], options: Data
     const hours = await store.trafficHours(endpointIds);
     if (hours.length > 0) {
       const result = await store.rollupHours(hours, now());
-      stats.add('dbStatements', result.statements);
-      stats.add('dbRows', result.rows);
+      stats.wrote('hourlyRollup', result.statements, result.rows);
     }
     return { report: run.report(), endpointIds, stats: stats.snapshot() };
   } finally {

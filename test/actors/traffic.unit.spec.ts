@@ -5,13 +5,17 @@
 import { describe, expect, it } from 'vitest';
 import { COUNTER_KEYS, ZERO_COUNTERS, type CounterKey, type Counters } from '../../actors/model.js';
 import {
+  addCounters,
   addToHourBuckets,
   applySample,
   hourOf,
   HOUR_MS,
   isZero,
+  keepsHourBucket,
   newCounterTrack,
+  putHourBucket,
   ratesOf,
+  sampleUnchanged,
   startRun,
   type CounterTrack,
 } from '../../actors/traffic.js';
@@ -493,6 +497,43 @@ describe('hour buckets', () => {
     for (const h of [10, 11, 12]) b = addToHourBuckets(b, h * HOUR_MS, counters(1), 3);
     b = addToHourBuckets(b, 2 * HOUR_MS, counters(50), 3);
     expect(Object.keys(b).map(Number).sort((x, y) => x - y)).toEqual([10 * HOUR_MS, 11 * HOUR_MS, 12 * HOUR_MS]);
+  });
+});
+
+describe('hour buckets in place (a tunnel keeps its own record)', () => {
+  it('putHourBucket leaves a record equal to what addToHourBuckets returns, and keepsHourBucket says whether the bucket stays', () => {
+    const rand = mulberry32(11);
+    for (let i = 0; i < 2000; i++) {
+      const keep = intBetween(rand, 1, 4);
+      // 0–5 held hours out of a small range, so that new hours fall before, between and after them.
+      const held: Record<string, Counters> = {};
+      for (let k = intBetween(rand, 0, 5); k > 0; k--) held[String(intBetween(rand, 0, 8) * HOUR_MS)] = counters(intBetween(rand, 1, 9));
+      const at = intBetween(rand, 0, 8) * HOUR_MS + intBetween(rand, 0, HOUR_MS - 1);
+      const delta = counters(intBetween(rand, 1, 100));
+      const key = String(hourOf(at));
+      const expected = addToHourBuckets(held, at, delta, keep);
+      const own = { ...held };
+      const kept = keepsHourBucket(own, key, keep);
+      putHourBucket(own, key, addCounters(held[key] ?? ZERO_COUNTERS, delta), keep);
+      expect(own, `case ${i}`).toEqual(expected);
+      expect(kept, `case ${i}`).toBe(key in expected);
+    }
+  });
+});
+
+describe('sampleUnchanged (the no-op fast path callers test first)', () => {
+  const base = { ...newCounterTrack(), last: counters(100, 200, 3, 4) };
+
+  it('is true for the same four counters as the last accepted sample, extra fields aside', () => {
+    expect(sampleUnchanged(base, counters(100, 200, 3, 4))).toBe(true);
+    expect(sampleUnchanged(base, { ...counters(100, 200, 3, 4), ping: 7 } as Counters)).toBe(true);
+  });
+
+  it('is false before the baseline, when any counter differs, and while an overstatement is still to be removed', () => {
+    expect(sampleUnchanged(newCounterTrack(), counters(0, 0, 0, 0))).toBe(false);
+    for (const k of COUNTER_KEYS) expect(sampleUnchanged(base, { ...counters(100, 200, 3, 4), [k]: 0 }), k).toBe(false);
+    // Same counters, but a pending offset: applySample must see it (rule 3), so it is not a no-op.
+    expect(sampleUnchanged({ ...base, pendingOffset: counters(5) }, counters(100, 200, 3, 4))).toBe(false);
   });
 });
 

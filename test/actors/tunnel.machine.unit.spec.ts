@@ -4,8 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createActor } from 'xstate';
-import type { InstanceEvent } from '../../actors/model.js';
+import type { InstanceEvent, InstanceMeta } from '../../actors/model.js';
 import {
+  commitObservation,
   newTunnelContext,
   observe,
   type TunnelContext,
@@ -308,5 +309,33 @@ describe('a failure in the memory path', () => {
     expect(t.ctx().deleted).toBe(false);
     // (Regression guard: it used to end in the final `deleted` state with context.deleted === false.)
     expect(t.actor.getSnapshot().status).toBe('active');
+  });
+});
+
+describe('configuration changes', () => {
+  it('takes a meta as changed exactly when its JSON differs (values, key order, extra keys, tags)', () => {
+    const peer = (sid: string, type = 'server', alias = 'p') => ({ sid, type, alias });
+    const metas: unknown[] = [
+      { peer: peer(''), tags: {} },
+      { peer: peer('s1'), tags: {} },
+      { peer: peer('s1', 'client'), tags: {} },
+      { peer: { type: 'server', sid: 's1', alias: 'p' }, tags: {} }, // same values, other key order
+      { peer: { ...peer('s1'), extra: 1 }, tags: {} },
+      { peer: { ...peer('s1'), extra: 2 }, tags: {} },
+      { tags: {}, peer: peer('s1') },
+      { peer: peer('s1'), tags: {}, more: true },
+      { peer: peer('s1'), tags: { env: 'prod' } },
+      { peer: peer('s1'), tags: { env: 'test' } },
+      { peer: peer('s1'), tags: [] },
+    ];
+    for (const a of metas) {
+      for (const b of metas) {
+        const ctx = newTunnelContext(KEY);
+        commitObservation(ctx, observe(ctx, instanceEvent('initial', T0, { meta: a as InstanceMeta }), T0, 1));
+        // A fresh copy each time: equal values in another object are not a change.
+        const obs = observe(ctx, instanceEvent('update', T0 + 1, { meta: structuredClone(b) as InstanceMeta }), T0 + 1, 1);
+        expect(obs.configChanged, `${JSON.stringify(a)} → ${JSON.stringify(b)}`).toBe(JSON.stringify(a) !== JSON.stringify(b));
+      }
+    }
   });
 });

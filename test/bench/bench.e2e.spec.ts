@@ -41,6 +41,7 @@ describe('tunnelpulse bench', () => {
 
     expect(report.meta).toMatchObject({ endpoints: 2, tunnelsPerEndpoint: 20, database: process.env['TEST_DATABASE_URL'] ? 'server' : 'embedded' });
     expect(report.meta.commit).toMatch(/^[0-9a-f]{4,}$|^unknown$/);
+    expect(report.meta).toMatchObject({ rates: [200, 400], adaptiveStep: false });
     expect(report.runs.map((r) => `${r.pipeline}@${r.offeredRate}`).sort()).toEqual(['reference@200', 'reference@400', 'tunnelpulse@200', 'tunnelpulse@400']);
     for (const run of report.runs) {
       // Every frame the simulators wrote arrived (initial snapshot, checkpoints, log lines, the final shutdown)…
