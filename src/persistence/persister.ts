@@ -132,6 +132,28 @@ export function toStateRecord(c: TunnelContext): TunnelStateRecord {
   };
 }
 
+/**
+ * Writes the tunnel's current state into a queued record, in place: the record and its `resume` belong to the
+ * state queue alone until a flush takes them (`CoalescingQueue.upsert`), and the values it points to are never
+ * mutated (the tunnel replaces them), so this is what `toStateRecord` would build, without the allocation.
+ */
+function refreshStateRecord(r: TunnelStateRecord, c: TunnelContext): void {
+  r.at = c.stateAt;
+  r.status = c.status ?? 'stopped';
+  r.mode = c.mode;
+  r.ping = c.ping;
+  r.pool = c.pool;
+  r.tcps = c.tcps;
+  r.udps = c.udps;
+  r.counters = c.counters;
+  r.traffic = c.traffic;
+  const resume = r.resume;
+  resume['track'] = c.track;
+  resume['logLines'] = c.logLines;
+  resume['anomalies'] = c.anomalies;
+  resume['statusChanges'] = c.statusChanges.length > 20 ? c.statusChanges.slice(-20) : c.statusChanges;
+}
+
 export class Persister {
   readonly configQueue: SpillingQueue<ConfigOp>;
   readonly stateQueue = new CoalescingQueue<PendingState>((older, newer) => ({
@@ -198,7 +220,16 @@ export class Persister {
     },
     queueState: (_: unknown, p: StateChangeParams) => {
       const c = p.context;
-      const size = this.stateQueue.put(`${c.endpointId}/${c.instanceId}`, { state: toStateRecord(c), hours: p.hours }, this.now());
+      // Most changes find the tunnel already queued: merged in place, newer state wins, buckets by hour.
+      const size = this.stateQueue.upsert(
+        `${c.endpointId}/${c.instanceId}`,
+        this.now(),
+        () => ({ state: toStateRecord(c), hours: isEmpty(p.hours) ? {} : { ...p.hours } }),
+        (queued) => {
+          if (c.stateAt >= queued.state.at) refreshStateRecord(queued.state, c);
+          for (const hour in p.hours) queued.hours[hour] = p.hours[hour]!;
+        },
+      );
       this.notify('stateFlusher', size, Number.MAX_SAFE_INTEGER);
     },
     queueLog: (_: unknown, p: LogLineParams) => {

@@ -22,6 +22,18 @@ export class CoalescingQueue<V> {
     return this.entries.size;
   }
 
+  /**
+   * Queues a new value made by `create`, or lets `update` change the queued one in place. For values the queue
+   * owns outright: the hot path then allocates nothing per merge (a replaced value would live until the flush,
+   * be promoted by the GC and die old). Returns the queue size.
+   */
+  upsert(key: string, now: number, create: () => V, update: (queued: V) => void): number {
+    const prior = this.entries.get(key);
+    if (prior) update(prior.value);
+    else this.entries.set(key, { value: create(), since: now });
+    return this.entries.size;
+  }
+
   /** Removes up to `max` entries, oldest first. */
   take(max: number): Array<{ key: string; value: V; since: number }> {
     const out: Array<{ key: string; value: V; since: number }> = [];
