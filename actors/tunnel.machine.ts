@@ -528,6 +528,10 @@ export function setSystemInspected(system: object, inspected: boolean): void {
   else inspectedSystems.delete(system);
 }
 
+export function isSystemInspected(system: object): boolean {
+  return inspectedSystems.has(system);
+}
+
 type TunnelActorRef = ActorRefFrom<typeof tunnelMachine>;
 type EffectImplementation = (args: unknown, params: unknown) => void;
 

@@ -45,7 +45,7 @@ export interface IngestStats {
 }
 
 export const DEFAULT_SLICE_BUDGET_MS = 1;
-export const DEFAULT_PIECE_BYTES = 8 * 1024;
+export const DEFAULT_PIECE_BYTES = 64 * 1024;
 export const DEFAULT_MAX_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 const NEWLINE = 10;

@@ -3,9 +3,10 @@
  * supplies every effect the machines declare — the SSE connection, the liveness probe, the database
  * writers — with `.provide()`. It is the one place where machines meet I/O; the HTTP API reads from it.
  */
-import { createActor, fromCallback, fromPromise, type Actor } from 'xstate';
+import { createActor, fromCallback, fromPromise, type Actor, type AnyActorRef } from 'xstate';
 import {
   endpointMachine,
+  routeBatchInPlace,
   stopTunnels,
   type EndpointContext,
   type EndpointEvent,
@@ -128,8 +129,8 @@ export class Runtime {
     const endpoint = endpointMachine.provide({
       actors: {
         tunnel,
-        eventStream: fromCallback<EndpointEvent, { endpointId: number; connection: number }>(({ input, sendBack }) =>
-          this.connect(input.endpointId, sendBack),
+        eventStream: fromCallback<EndpointEvent, { endpointId: number; connection: number }>(({ input, sendBack, self }) =>
+          this.connect(input.endpointId, sendBack, self),
         ),
         probeMaster: fromPromise(async ({ input, signal }) => this.queryMaster(input, signal)),
       },
@@ -330,7 +331,7 @@ export class Runtime {
 
   // ---- effects ----------------------------------------------------------------------------------------
 
-  private connect(endpointId: number, sendBack: (event: EndpointEvent) => void): () => void {
+  private connect(endpointId: number, sendBack: (event: EndpointEvent) => void, stream: AnyActorRef): () => void {
     const def = this.definitions.get(endpointId);
     if (!def) {
       queueMicrotask(() => sendBack({ type: 'stream.closed', at: this.now(), kind: 'network', message: 'endpoint not registered' }));
@@ -338,7 +339,14 @@ export class Runtime {
     }
     const journal = this.options.journal?.endpoint(def.name);
     // The instance events of one piece of input reach the endpoint as one batch (src/runtime/delivery.ts).
-    const delivery = new EventDelivery(this.stats, this.now, sendBack);
+    // A live endpoint takes a batch in place (`routeBatchInPlace`); anything else is sent. Only while this stream
+    // actor runs: XState drops what a stopped one sends back, and so must the shortcut.
+    const endpoint = this.endpointRef(endpointId);
+    const toEndpoint = (event: EndpointEvent): void => {
+      if (event.type === 'stream.batch' && endpoint && stream.getSnapshot().status === 'active' && routeBatchInPlace(endpoint, event.items)) return;
+      sendBack(event);
+    };
+    const delivery = new EventDelivery(this.stats, this.now, toEndpoint);
     const ring = this.recent.get(endpointId);
     const deliver = (parsed: ParsedEvent) => {
       ring?.record(parsed, this.now());

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createActor, fromCallback } from 'xstate';
-import { endpointMachine, type EndpointEvent } from '../../actors/endpoint.machine.js';
+import { endpointMachine, routeBatchInPlace, type EndpointEvent } from '../../actors/endpoint.machine.js';
+import { setSystemInspected } from '../../actors/tunnel.machine.js';
 import { parseNodePassPayload } from '../../src/protocol/events.js';
 import { readReplaySource, type ReplayItem } from '../../src/replay/sources.js';
 import { EventDelivery } from '../../src/runtime/delivery.js';
@@ -25,8 +26,11 @@ function eventTime(item: Extract<ReplayItem, { kind: 'payload' }>): number | nul
   return Number.isFinite(t) ? t : null;
 }
 
-/** Feeds a capture to one endpoint actor, `chunk` payloads per socket chunk; batching or one event at a time. */
-function feed(file: string, chunk: number, batching: boolean) {
+/**
+ * Feeds a capture to one endpoint actor, `chunk` payloads per socket chunk; batching or one event at a time, and
+ * batches either sent or, where the endpoint is live, routed in place (`routeBatchInPlace`, as the runtime does).
+ */
+function feed(file: string, chunk: number, batching: boolean, inPlace = false) {
   const items = readReplaySource(file).items;
   const clock = new SteppedClock(0);
   const machine = endpointMachine.provide({ actors: { eventStream: fromCallback(() => () => {}) } });
@@ -50,6 +54,10 @@ function feed(file: string, chunk: number, batching: boolean) {
   actor.start();
   const sent: string[] = [];
   const send = (event: EndpointEvent) => {
+    if (inPlace && event.type === 'stream.batch' && routeBatchInPlace(actor, event.items)) {
+      sent.push('in place');
+      return;
+    }
     sent.push(event.type);
     actor.send(event);
   };
@@ -92,7 +100,7 @@ function feed(file: string, chunk: number, batching: boolean) {
     tunnels,
   };
   actor.stop();
-  return { result, errors, batches: sent.filter((t) => t === 'stream.batch').length };
+  return { result, errors, batches: sent.filter((t) => t === 'stream.batch').length, inPlace: sent.filter((t) => t === 'in place').length };
 }
 
 describe('stream.batch is the same as its events one by one', () => {
@@ -108,6 +116,10 @@ describe('stream.batch is the same as its events one by one', () => {
         expect(batched.errors).toEqual([]);
         expect(batched.batches).toBeGreaterThan(0);
         expect(batched.result).toEqual(single.result);
+        const routed = feed(file, chunk, true, true);
+        expect(routed.errors).toEqual([]);
+        expect(routed.inPlace).toBeGreaterThan(0);
+        expect(routed.result).toEqual(single.result);
       }
     });
   }
@@ -151,5 +163,24 @@ describe('stream.batch is the same as its events one by one', () => {
     expect(single.b.status).toBe('done');
     expect(single.a.context.traffic.tcprx).toBe(60);
     expect(run(true)).toEqual(single);
+  });
+
+  it('routes in place only while live and not inspected', () => {
+    const machine = endpointMachine.provide({ actors: { eventStream: fromCallback(() => () => {}) } });
+    const actor = createActor(machine, { input: { endpointId: 1, name: 'b', settings: { probeIntervalMs: Infinity, reconcileIntervalMs: Infinity, infoRefreshMs: Infinity } }, clock: new SteppedClock(T0) });
+    actor.start();
+    const item = (at: number) => ({ parsed: { kind: 'instance' as const, event: instanceEvent('update', at, { id: 'aaaaaaaa', tcprx: at - T0 }) }, receivedAt: at });
+    expect(routeBatchInPlace(actor, [item(T0 + 1)])).toBe(false); // connecting
+    actor.send({ type: 'stream.opened', at: T0 });
+    expect(routeBatchInPlace(actor, [item(T0 + 2)])).toBe(false); // syncing: the batch makes it live, so it is sent
+    actor.send({ type: 'stream.batch', items: [item(T0 + 3)] });
+    expect(actor.getSnapshot().matches({ enabled: { online: 'live' } })).toBe(true);
+    expect(routeBatchInPlace(actor, [item(T0 + 4)])).toBe(true);
+    expect(actor.getSnapshot().context.events.total).toBe(2);
+    setSystemInspected(actor.system, true);
+    expect(routeBatchInPlace(actor, [item(T0 + 5)])).toBe(false);
+    setSystemInspected(actor.system, false);
+    actor.stop();
+    expect(routeBatchInPlace(actor, [item(T0 + 6)])).toBe(false);
   });
 });
