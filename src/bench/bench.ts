@@ -694,6 +694,28 @@ export function sustainedThroughput(runs: readonly RunResult[], simulatorsLimit:
   return { tunnelpulse: tp, reference: ref, heldRatio, capacityRatio, kind, needed, adaptiveRate: adaptive, undecidedBecauseSimulatorsShort, explanation };
 }
 
+/**
+ * Whether the capacities, not just the rates tried, meet the target: yes only when the lower bound of the capacity
+ * ratio reaches it, no only when the upper bound falls short, otherwise undecided (null) — e.g. a ladder whose top
+ * the reference still held says nothing about how far below the reference TunnelPulse really is.
+ */
+export function throughputVerdict(s: SustainedThroughput): boolean | null {
+  if (s.heldRatio === null || s.undecidedBecauseSimulatorsShort) return null;
+  const { low, high } = s.capacityRatio;
+  const lowHolds = low !== null && low >= THROUGHPUT_TARGET_SHARE;
+  const highFails = high !== null && high < THROUGHPUT_TARGET_SHARE;
+  switch (s.kind) {
+    case 'bracketed':
+      return lowHolds ? true : highFails ? false : null;
+    case 'upper-bound':
+      return highFails || s.tunnelpulse.held === null ? false : null;
+    case 'lower-bound':
+      return lowHolds ? true : null;
+    default:
+      return null;
+  }
+}
+
 /** How far the ladder went, in the target's one line (the explanation says it in full). */
 const LIMITS_FOUND: Record<SustainedThroughput['kind'], string> = {
   bracketed: 'both limits found',
@@ -751,7 +773,9 @@ function buildReport(
     query: queryRun?.query ? { ...queryRun.query, duringThroughput: queryRun.throughput } : null,
   };
   const tunnels = options.endpoints * options.tunnelsPerEndpoint;
-  const mem10k = memory.find((m) => m.pipeline === 'tunnelpulse' && m.tunnels === 10_000) ?? memory.filter((m) => m.pipeline === 'tunnelpulse').at(-1);
+  // The largest count measured: the memory outside V8's heap varies by a few MB between runs, ±1 KB per tunnel at
+  // 10,000 but ±0.1 KB at 100,000 (docs/performance.md).
+  const memTarget = memory.filter((m) => m.pipeline === 'tunnelpulse').sort((a, b) => b.tunnels - a.tunnels)[0];
   const throughputRatio = summaryBlock.throughput.ratio;
   const s = sustained;
   const targets: BenchReport['targets'] = [
@@ -762,7 +786,7 @@ function buildReport(
         s.heldRatio === null
           ? '–'
           : `${s.heldRatio}× (${fmt(s.tunnelpulse.held?.produced ?? 0)} of ${fmt(s.reference.held!.produced)}/s; needed ${fmt(s.needed!)}${s.adaptiveRate ? `, step ${fmt(s.adaptiveRate)}/s added` : ''}; ${LIMITS_FOUND[s.kind]}); peak received ${throughputRatio ?? '–'}×`,
-      holds: s.heldRatio === null ? null : s.heldRatio >= THROUGHPUT_TARGET_SHARE ? true : s.undecidedBecauseSimulatorsShort ? null : false,
+      holds: throughputVerdict(s),
     },
     {
       name: `state-flush statements per 1,000 update events (${tunnels} tunnels)`,
@@ -773,8 +797,8 @@ function buildReport(
     {
       name: 'RSS per idle tunnel actor',
       target: '≤ 4 KB',
-      value: mem10k ? `${mem10k.rssBytesPerTunnel} B at ${mem10k.tunnels}` : '–',
-      holds: mem10k ? mem10k.rssBytesPerTunnel <= 4096 : null,
+      value: memTarget ? `${memTarget.rssBytesPerTunnel} B at ${memTarget.tunnels}` : '–',
+      holds: memTarget ? memTarget.rssBytesPerTunnel <= 4096 : null,
     },
     {
       name: 'tunnel-state query p99 while ingesting',

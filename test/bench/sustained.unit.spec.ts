@@ -4,7 +4,7 @@
  * Hand-made step results; the figures are the arithmetic's expected outcomes, worked out in the comments.
  */
 import { describe, expect, it } from 'vitest';
-import { adaptiveRate, sustainedThroughput, type RunResult } from '../../src/bench/bench.js';
+import { adaptiveRate, sustainedThroughput, throughputVerdict, type RunResult } from '../../src/bench/bench.js';
 
 const run = (pipeline: RunResult['pipeline'], offeredRate: number, produced: number, held: boolean): RunResult =>
   ({ pipeline, offeredRate, produced, held, step: 'ladder' }) as RunResult;
@@ -84,5 +84,23 @@ describe('the adaptive step', () => {
     // Held, but the simulators produced a little less than needed: the step asks again, 5 % higher.
     expect(adaptiveRate([run('reference', 20_000, 19_000, true), run('tunnelpulse', 13_000, 12_900, true)])).toBe(14_000);
     expect(adaptiveRate([run('tunnelpulse', 5_000, 5_000, true)])).toBeNull();
+  });
+});
+
+describe('the throughput target verdict', () => {
+  const verdict = (runs: RunResult[]) => throughputVerdict(sustainedThroughput(runs, false, null));
+  it('yes only when the lower bound of the capacity ratio reaches 0.7', () => {
+    // TunnelPulse in [15k, 20k), the reference in [20k, 25k): ratio in [0.6, 1.0): undecided.
+    expect(verdict([run('reference', 20_000, 20_000, true), run('reference', 25_000, 25_000, false), run('tunnelpulse', 15_000, 15_000, true), run('tunnelpulse', 20_000, 20_000, false)])).toBeNull();
+    // TunnelPulse in [18k, 20k), the reference in [20k, 25k): ratio in [0.72, 1.0): yes.
+    expect(verdict([run('reference', 20_000, 20_000, true), run('reference', 25_000, 25_000, false), run('tunnelpulse', 18_000, 18_000, true), run('tunnelpulse', 20_000, 20_000, false)])).toBe(true);
+    // TunnelPulse in [10k, 14k), the reference in [25k, 30k): ratio below 0.56: no.
+    expect(verdict([run('reference', 25_000, 25_000, true), run('reference', 30_000, 30_000, false), run('tunnelpulse', 10_000, 10_000, true), run('tunnelpulse', 14_000, 14_000, false)])).toBe(false);
+  });
+
+  it('undecided when the reference still held the top of the ladder, however the held rates compare', () => {
+    expect(verdict([run('reference', 20_000, 20_000, true), run('tunnelpulse', 14_700, 14_500, true), run('tunnelpulse', 20_000, 19_500, false)])).toBeNull();
+    // …unless even TunnelPulse's upper bound falls short.
+    expect(verdict([run('reference', 20_000, 20_000, true), run('tunnelpulse', 5_000, 5_000, true), run('tunnelpulse', 10_000, 10_000, false)])).toBe(false);
   });
 });
