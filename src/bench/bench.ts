@@ -653,7 +653,10 @@ export function sustainedThroughput(runs: readonly RunResult[], simulatorsLimit:
   const ref = capacityOf(runs.filter((r) => r.pipeline === 'reference'), simulatorsLimit);
   const ratio = (a: number | undefined, b: number | undefined): number | null => (a != null && b ? round(a / b, 2) : null);
   const heldRatio = tp.held && ref.held ? ratio(tp.held.produced, ref.held.produced) : ref.held ? 0 : null;
-  const capacityRatio = { low: ref.failedAt ? (ratio(tp.held?.produced ?? 0, ref.failedAt.produced) ?? null) : null, high: ratio(tp.failedAt?.produced, ref.held?.produced) };
+  // A pipeline that fell behind at a rate whose production was below its held step's (the simulators and the
+  // pipeline share two cores: at a high offer the simulators starve it) is bounded by the held step, not by that.
+  const refCeiling = ref.failedAt ? Math.max(ref.failedAt.produced, ref.held?.produced ?? 0) : null;
+  const capacityRatio = { low: refCeiling !== null ? (ratio(tp.held?.produced ?? 0, refCeiling) ?? null) : null, high: ratio(tp.failedAt?.produced, ref.held?.produced) };
   const kind: SustainedThroughput['kind'] = !ref.held
     ? 'undetermined'
     : tp.failedAt && ref.failedAt

@@ -103,4 +103,10 @@ describe('the throughput target verdict', () => {
     // …unless even TunnelPulse's upper bound falls short.
     expect(verdict([run('reference', 20_000, 20_000, true), run('tunnelpulse', 5_000, 5_000, true), run('tunnelpulse', 10_000, 10_000, false)])).toBe(false);
   });
+
+  it('bounds the reference by its held step when it fell behind at a rate it produced less of (starved by the simulators)', () => {
+    const s = sustainedThroughput([run('reference', 60_000, 48_738, true), run('reference', 80_000, 36_713, false), run('tunnelpulse', 25_000, 23_646, true), run('tunnelpulse', 30_000, 25_460, false)], false, null);
+    expect(s.capacityRatio).toEqual({ low: 0.49, high: 0.52 });
+    expect(throughputVerdict(s)).toBe(false);
+  });
 });
