@@ -431,6 +431,7 @@ export const endpointMachine = endpointSetup
           }
           if (parsed.kind !== 'instance') return;
           const instanceEvent = parsed.event;
+          tunnelFor(context, self, instanceEvent.instance.id);
           enqueue(() => deliverToTunnel(context, self, instanceEvent, event.receivedAt));
         }),
       ),
@@ -438,6 +439,7 @@ export const endpointMachine = endpointSetup
         enqueueActions(({ context, event, enqueue, self }) => {
           if (event.type !== 'stream.batch') return;
           const items = event.items;
+          for (const item of items) tunnelFor(context, self, item.parsed.event.instance.id);
           // In order, each event processed by its tunnel before the next is routed (so an event after a delete
           // sees the tombstone, as it would one by one).
           enqueue(() => {
@@ -617,9 +619,9 @@ export const endpointMachine = endpointSetup
             return;
           }
           const last = ref.getSnapshot().context;
+          const restarted = createTunnel(self, context.endpointId, instanceId, context.settings.tunnel, last);
           enqueue(() => {
             stopTunnel(ref);
-            const restarted = createTunnel(self, context.endpointId, instanceId, context.settings.tunnel, last);
             context.tunnels[instanceId] = restarted;
             restarted.start();
           });
@@ -895,6 +897,7 @@ function applyListing(
       at = Math.max(at, t.context.stateAt);
     }
     const update: InstanceEvent = { type: 'update', at, time: new Date(at).toISOString(), instance, logs: '' };
+    tunnelFor(context, endpoint, instance.id);
     enqueue(() => deliverToTunnel(context, endpoint, update, held.receivedAt));
     corrected++;
   }
@@ -963,15 +966,29 @@ export function routeBatchInPlace(endpoint: ActorRefFrom<typeof endpointMachine>
 
 const LIVE = { enabled: { online: 'live' } } as const;
 
-/** Hands an instance event to its tunnel actor, creating the actor on first sight; events after a tombstone are counted. */
-function deliverToTunnel(context: EndpointContext, endpoint: AnyActorRef, event: InstanceEvent, receivedAt: number): void {
-  const instanceId = event.instance.id;
+/** Tunnel actors created and recorded but not started yet: each starts when its first event is delivered. */
+const unstarted = new WeakSet<TunnelRef>();
+
+/**
+ * The tunnel actor of an instance, created on first sight and recorded (not started: `deliverToTunnel` starts it).
+ * Called while an action is resolved, not inside an executed action: XState (development build) warns about
+ * creating an actor inside a custom action, as `spawn` would be created during resolution too.
+ */
+function tunnelFor(context: EndpointContext, endpoint: AnyActorRef, instanceId: string): TunnelRef {
   let ref = context.tunnels[instanceId];
   if (!ref) {
     ref = createTunnel(endpoint, context.endpointId, instanceId, context.settings.tunnel);
     context.tunnels[instanceId] = ref;
-    ref.start();
-  } else if (ref.getSnapshot().status === 'done') {
+    unstarted.add(ref);
+  }
+  return ref;
+}
+
+/** Hands an instance event to its tunnel actor (created by `tunnelFor` if it is new); events after a tombstone are counted. */
+function deliverToTunnel(context: EndpointContext, endpoint: AnyActorRef, event: InstanceEvent, receivedAt: number): void {
+  const ref = tunnelFor(context, endpoint, event.instance.id);
+  if (unstarted.delete(ref)) ref.start();
+  else if (ref.getSnapshot().status === 'done') {
     // A tombstone: the instance was deleted; later events for it are ignored and counted (PROTOCOL §7).
     context.ignoredAfterTombstone++;
     return;
