@@ -116,26 +116,15 @@ export function baselineOf(c: TunnelContext): TunnelStateRecord | null {
 }
 
 export function toStateRecord(c: TunnelContext): TunnelStateRecord {
-  return {
-    endpointId: c.endpointId,
-    instanceId: c.instanceId,
-    at: c.stateAt,
-    status: c.status ?? 'stopped',
-    mode: c.mode,
-    ping: c.ping,
-    pool: c.pool,
-    tcps: c.tcps,
-    udps: c.udps,
-    counters: c.counters,
-    traffic: c.traffic,
-    resume: { track: c.track, logLines: c.logLines, anomalies: c.anomalies, statusChanges: c.statusChanges.length > 20 ? c.statusChanges.slice(-20) : c.statusChanges },
-  };
+  const record = { endpointId: c.endpointId, instanceId: c.instanceId } as TunnelStateRecord;
+  refreshStateRecord(record, c);
+  return record;
 }
 
 /**
- * Writes the tunnel's current state into a queued record, in place: the record and its `resume` belong to the
- * state queue alone until a flush takes them (`CoalescingQueue.upsert`), and the values it points to are never
- * mutated (the tunnel replaces them), so this is what `toStateRecord` would build, without the allocation.
+ * Writes the tunnel's current state into a record: a new one (`toStateRecord`), or a queued one in place — the
+ * record and its `resume` belong to the state queue alone until a flush takes them (`CoalescingQueue.upsert`), and
+ * the values it points to are never mutated (the tunnel replaces them), so an update allocates nothing.
  */
 function refreshStateRecord(r: TunnelStateRecord, c: TunnelContext): void {
   r.at = c.stateAt;
@@ -147,7 +136,7 @@ function refreshStateRecord(r: TunnelStateRecord, c: TunnelContext): void {
   r.udps = c.udps;
   r.counters = c.counters;
   r.traffic = c.traffic;
-  const resume = r.resume;
+  const resume = (r.resume ??= {});
   resume['track'] = c.track;
   resume['logLines'] = c.logLines;
   resume['anomalies'] = c.anomalies;

@@ -4,7 +4,7 @@
  *
  * Consecutive instance events (all but `initial`, see `isBatchable`) are gathered and handed over as one
  * `stream.batch`: the runtime calls `flush()` after each piece of input it parsed (src/runtime/ingest-scheduler.ts:
- * up to ~8 KB, a dozen events); otherwise at the end of the current turn of the event loop (a microtask). The
+ * up to 64 KB, ~100 events); otherwise at the end of the current turn of the event loop (a microtask). The
  * endpoint machine then takes one transition per piece instead of one per event, which was the largest cost of
  * the hot path (docs/performance.md). Anything else — `initial`, `shutdown`, the API-key record, a rejection —
  * first flushes what is gathered and then goes alone, so the endpoint sees every event in arrival order, and

@@ -17,7 +17,7 @@
 export interface IngestSchedulerOptions {
   /** Work per slice before yielding to the event loop (checked after each piece). Default 1 ms. */
   sliceBudgetMs?: number;
-  /** Piece of a chunk processed at once: cut after the first newline at or past this many bytes. Default 8 KiB. */
+  /** Piece of a chunk processed at once: cut after the first newline at or past this many bytes. Default 64 KiB (~100 events: ~1.5–2 ms of work with batches routed in place). */
   pieceBytes?: number;
   /** Queued bytes of all connections beyond which chunks are processed inline. Default 8 MiB. */
   maxBacklogBytes?: number;
