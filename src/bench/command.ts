@@ -31,7 +31,7 @@ interface BenchCommandOptions {
  * top). Full: a finer ladder, stepped until each pipeline falls behind or the simulators cannot produce more.
  */
 export const QUICK_RATES = [5_000, 14_000, 20_000];
-export const FULL_RATES = [5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 35_000, 40_000, 50_000, 60_000, 80_000];
+export const FULL_RATES = [5_000, 10_000, 15_000, 20_000, 25_000, 30_000, 35_000, 40_000, 50_000, 60_000, 80_000, 100_000, 120_000];
 
 function positiveInt(value: string): number {
   const n = Number(value);

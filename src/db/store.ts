@@ -4,9 +4,10 @@
  *
  * Rules every write follows (see docs/database.md):
  *  - one statement per batch, fed by `unnest` over one array per column (a state flush: one per chunk of
- *    `FLUSH_CHUNK_ROWS`, so that no statement holds the event loop for long); the arrays of the hot writes are
- *    sent as literals built here (`numberArray`, `textArray`, a JSON array for `resume`): postgres.js' own array
- *    serialisation quotes and regex-escapes every element, ~40 ms of blocked event loop per 10,000 rows;
+ *    `FLUSH_CHUNK_ROWS`); the arrays of the hot writes are sent as literals built here (`numberArray`,
+ *    `textArray`, a JSON array for `resume`; a flush chunk's in turns that yield to the event loop,
+ *    `arrayLiteralsInTurns`): postgres.js' own array serialisation quotes and regex-escapes every element, ~40 ms of
+ *    blocked event loop per 10,000 rows;
  *  - keys are deduplicated within a batch first (`ON CONFLICT DO UPDATE` rejects a batch holding a key twice);
  *  - replay-safe: writing the same batch again changes nothing (newer-wins guards, absolute bucket values,
  *    identity keys with `ON CONFLICT DO NOTHING`), so a supervisor may retry any batch it is unsure about;
@@ -160,9 +161,9 @@ export interface TunnelConfigWrite extends TunnelConfigRecord {
 
 const NOTHING: WriteResult = Object.freeze({ statements: 0, rows: 0 });
 /**
- * Largest state (or bucket) statement of a flush. Each chunk's parameters are built while the event loop waits, so
- * this bounds that wait (~1–2 ms at 2,000 rows); 10,000 tunnels then cost 5 + 5 statements per flush, well within
- * 2 per 1,000 update events whenever most tunnels report in a flush period.
+ * Largest state (or bucket) statement of a flush: it bounds the parameter postgres.js serialises in one go (its
+ * literals are built in turns before that); 10,000 tunnels then cost 5 + 5 statements per flush, well within 2 per
+ * 1,000 update events whenever most tunnels report in a flush period.
  */
 export const FLUSH_CHUNK_ROWS = 2_000;
 const NO_CAP = Number.MAX_SAFE_INTEGER;
@@ -327,8 +328,11 @@ export class Store {
       let bucketRows = 0;
       let statements = 0;
       for (let i = 0; i < stateBatch.length; i += FLUSH_CHUNK_ROWS) {
-        const chunk = stateBatch.slice(i, i + FLUSH_CHUNK_ROWS);
-        const resumes = await jsonArrayInTurns(chunk, (s) => s.resume);
+        const [endpointIds, instanceIds, ats, statuses, modes, pings, pools, tcps, udps, tcprx, tcptx, udprx, udptx,
+          trafficTcprx, trafficTcptx, trafficUdprx, trafficUdptx, resumes] = await arrayLiteralsInTurns(
+          stateBatch.slice(i, i + FLUSH_CHUNK_ROWS),
+          STATE_COLUMNS,
+        );
         const result = await tx`
           INSERT INTO tunnels AS t (endpoint_id, instance_id, status, status_at, mode, ping, pool, tcps, udps,
                                     tcprx, tcptx, udprx, udptx,
@@ -338,23 +342,23 @@ export class Store {
                  r.traffic_tcprx, r.traffic_tcptx, r.traffic_udprx, r.traffic_udptx, r.resume,
                  to_timestamp(r.at / 1000.0)
           FROM ROWS FROM (
-            unnest(${numberArray(chunk, (s) => s.endpointId)}::bigint[]),
-            unnest(${textArray(chunk, (s) => s.instanceId)}::text[]),
-            unnest(${numberArray(chunk, (s) => s.at)}::float8[]),
-            unnest(${textArray(chunk, (s) => s.status)}::text[]),
-            unnest(${numberArray(chunk, (s) => s.mode)}::integer[]),
-            unnest(${numberArray(chunk, (s) => s.ping)}::integer[]),
-            unnest(${numberArray(chunk, (s) => s.pool)}::integer[]),
-            unnest(${numberArray(chunk, (s) => s.tcps)}::integer[]),
-            unnest(${numberArray(chunk, (s) => s.udps)}::integer[]),
-            unnest(${numberArray(chunk, (s) => s.counters.tcprx)}::bigint[]),
-            unnest(${numberArray(chunk, (s) => s.counters.tcptx)}::bigint[]),
-            unnest(${numberArray(chunk, (s) => s.counters.udprx)}::bigint[]),
-            unnest(${numberArray(chunk, (s) => s.counters.udptx)}::bigint[]),
-            unnest(${numberArray(chunk, (s) => s.traffic.tcprx)}::bigint[]),
-            unnest(${numberArray(chunk, (s) => s.traffic.tcptx)}::bigint[]),
-            unnest(${numberArray(chunk, (s) => s.traffic.udprx)}::bigint[]),
-            unnest(${numberArray(chunk, (s) => s.traffic.udptx)}::bigint[]),
+            unnest(${endpointIds}::bigint[]),
+            unnest(${instanceIds}::text[]),
+            unnest(${ats}::float8[]),
+            unnest(${statuses}::text[]),
+            unnest(${modes}::integer[]),
+            unnest(${pings}::integer[]),
+            unnest(${pools}::integer[]),
+            unnest(${tcps}::integer[]),
+            unnest(${udps}::integer[]),
+            unnest(${tcprx}::bigint[]),
+            unnest(${tcptx}::bigint[]),
+            unnest(${udprx}::bigint[]),
+            unnest(${udptx}::bigint[]),
+            unnest(${trafficTcprx}::bigint[]),
+            unnest(${trafficTcptx}::bigint[]),
+            unnest(${trafficUdprx}::bigint[]),
+            unnest(${trafficUdptx}::bigint[]),
             jsonb_array_elements(${resumes}::text::jsonb)
           ) AS r(endpoint_id, instance_id, at, status, mode, ping, pool, tcps, udps, tcprx, tcptx, udprx, udptx,
                  traffic_tcprx, traffic_tcptx, traffic_udprx, traffic_udptx, resume)
@@ -373,18 +377,21 @@ export class Store {
         stateRows += result.count;
       }
       for (let i = 0; i < bucketBatch.length; i += FLUSH_CHUNK_ROWS) {
-        const chunk = bucketBatch.slice(i, i + FLUSH_CHUNK_ROWS);
+        const [endpointIds, instanceIds, hours, tcprx, tcptx, udprx, udptx] = await arrayLiteralsInTurns(
+          bucketBatch.slice(i, i + FLUSH_CHUNK_ROWS),
+          BUCKET_COLUMNS,
+        );
         const result = await tx`
           INSERT INTO traffic_hourly_tunnel AS b (endpoint_id, instance_id, hour, tcprx, tcptx, udprx, udptx)
           SELECT r.endpoint_id, r.instance_id, to_timestamp(r.hour / 1000.0), r.tcprx, r.tcptx, r.udprx, r.udptx
           FROM unnest(
-            ${numberArray(chunk, (b) => b.endpointId)}::bigint[],
-            ${textArray(chunk, (b) => b.instanceId)}::text[],
-            ${numberArray(chunk, (b) => b.hour)}::float8[],
-            ${numberArray(chunk, (b) => b.traffic.tcprx)}::bigint[],
-            ${numberArray(chunk, (b) => b.traffic.tcptx)}::bigint[],
-            ${numberArray(chunk, (b) => b.traffic.udprx)}::bigint[],
-            ${numberArray(chunk, (b) => b.traffic.udptx)}::bigint[]
+            ${endpointIds}::bigint[],
+            ${instanceIds}::text[],
+            ${hours}::float8[],
+            ${tcprx}::bigint[],
+            ${tcptx}::bigint[],
+            ${udprx}::bigint[],
+            ${udptx}::bigint[]
           ) AS r(endpoint_id, instance_id, hour, tcprx, tcptx, udprx, udptx)
           ON CONFLICT (endpoint_id, instance_id, hour) DO UPDATE SET
             tcprx = GREATEST(b.tcprx, excluded.tcprx), tcptx = GREATEST(b.tcptx, excluded.tcptx),
@@ -827,56 +834,118 @@ function assertWholeHour(ms: number): number {
   return ms;
 }
 
-/**
- * A PostgreSQL array literal of numbers (`{1,2.5,NULL}`), sent as one text parameter (postgres.js passes a
- * string through for an array-typed parameter). Numbers need no quoting.
- */
-export function numberArray<T>(rows: readonly T[], pick: (row: T) => number | null | undefined): string {
-  const parts = new Array<string>(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const value = pick(rows[i]!);
-    if (value === null || value === undefined) parts[i] = 'NULL';
-    else if (Number.isFinite(value)) parts[i] = String(value);
-    else throw new TypeError(`not a finite number: ${value}`);
-  }
-  return `{${parts.join(',')}}`;
+/** One element of a PostgreSQL array literal of numbers (numbers need no quoting). */
+function numberElement(value: number | null | undefined): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (Number.isFinite(value)) return String(value);
+  throw new TypeError(`not a finite number: ${value}`);
 }
 
 const ARRAY_ESCAPE_TEST = /["\\]/;
 const ARRAY_ESCAPE = /["\\]/g;
 
-/** A PostgreSQL array literal of strings: each quoted, `"` and `\` escaped only where a value holds one. */
-export function textArray<T>(rows: readonly T[], pick: (row: T) => string | null | undefined): string {
+/** One element of a PostgreSQL array literal of strings: quoted, `"` and `\` escaped only where a value holds one. */
+function textElement(value: string | null | undefined): string {
+  if (value === null || value === undefined) return 'NULL';
+  return `"${ARRAY_ESCAPE_TEST.test(value) ? value.replace(ARRAY_ESCAPE, '\\$&') : value}"`;
+}
+
+/**
+ * A PostgreSQL array literal of numbers (`{1,2.5,NULL}`), sent as one text parameter (postgres.js passes a
+ * string through for an array-typed parameter).
+ */
+export function numberArray<T>(rows: readonly T[], pick: (row: T) => number | null | undefined): string {
   const parts = new Array<string>(rows.length);
-  for (let i = 0; i < rows.length; i++) {
-    const value = pick(rows[i]!);
-    if (value === null || value === undefined) parts[i] = 'NULL';
-    else parts[i] = `"${ARRAY_ESCAPE_TEST.test(value) ? value.replace(ARRAY_ESCAPE, '\\$&') : value}"`;
-  }
+  for (let i = 0; i < rows.length; i++) parts[i] = numberElement(pick(rows[i]!));
   return `{${parts.join(',')}}`;
 }
 
-/** Work done between two yields to the event loop while building a large parameter. */
+/** A PostgreSQL array literal of strings (`{"a",NULL,"x\"y"}`). */
+export function textArray<T>(rows: readonly T[], pick: (row: T) => string | null | undefined): string {
+  const parts = new Array<string>(rows.length);
+  for (let i = 0; i < rows.length; i++) parts[i] = textElement(pick(rows[i]!));
+  return `{${parts.join(',')}}`;
+}
+
+/**
+ * A column of a batch sent as one literal: `number` and `text` as PostgreSQL array literals, `json` as one JSON
+ * array (read back with `jsonb_array_elements`: no per-element escaping at all).
+ */
+export type LiteralColumn<T> =
+  | { kind: 'number'; pick: (row: T) => number | null | undefined }
+  | { kind: 'text'; pick: (row: T) => string | null | undefined }
+  | { kind: 'json'; pick: (row: T) => unknown };
+
+/** Work done between two yields to the event loop while building the literals of a batch. */
 const TURN_MS = 1;
 
 const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * One JSON array of the values (read back with `jsonb_array_elements`: no per-element escaping at all), built in
- * turns of about `TURN_MS`: a `resume` costs ~5–7 µs to stringify, so 2,000 of them would hold the loop ~12 ms.
+ * The literals of every column of a batch, built in turns of about `TURN_MS` with a yield to the event loop
+ * between them. A 2,000-row state chunk has 18 columns (~36,000 elements, a `resume` alone costs ~5 µs to
+ * stringify): built in one go it held the loop ~5–10 ms per chunk, which every HTTP request arriving meanwhile
+ * waited for (the tunnel-state query's p99, docs/performance.md).
  */
-export async function jsonArrayInTurns<T>(rows: readonly T[], pick: (row: T) => unknown): Promise<string> {
-  const parts = new Array<string>(rows.length);
+export async function arrayLiteralsInTurns<T, const C extends readonly LiteralColumn<T>[]>(
+  rows: readonly T[],
+  columns: C,
+): Promise<{ [K in keyof C]: string }> {
+  const parts = columns.map(() => new Array<string>(rows.length));
   let turnStarted = performance.now();
   for (let i = 0; i < rows.length; i++) {
-    parts[i] = JSON.stringify(pick(rows[i]!)) ?? 'null';
-    if ((i & 63) === 63 && performance.now() - turnStarted > TURN_MS) {
+    const row = rows[i]!;
+    for (let c = 0; c < columns.length; c++) {
+      const column = columns[c]!;
+      parts[c]![i] =
+        column.kind === 'number'
+          ? numberElement(column.pick(row))
+          : column.kind === 'text'
+            ? textElement(column.pick(row))
+            : (JSON.stringify(column.pick(row)) ?? 'null');
+    }
+    if ((i & 31) === 31 && performance.now() - turnStarted > TURN_MS) {
       await yieldTurn();
       turnStarted = performance.now();
     }
   }
-  return `[${parts.join(',')}]`;
+  return columns.map((column, c) => (column.kind === 'json' ? `[${parts[c]!.join(',')}]` : `{${parts[c]!.join(',')}}`)) as {
+    [K in keyof C]: string;
+  };
 }
+
+/** The columns of a state flush chunk, in the order of `flushTunnelStates`' `ROWS FROM`. */
+const STATE_COLUMNS = [
+  { kind: 'number', pick: (s) => s.endpointId },
+  { kind: 'text', pick: (s) => s.instanceId },
+  { kind: 'number', pick: (s) => s.at },
+  { kind: 'text', pick: (s) => s.status },
+  { kind: 'number', pick: (s) => s.mode },
+  { kind: 'number', pick: (s) => s.ping },
+  { kind: 'number', pick: (s) => s.pool },
+  { kind: 'number', pick: (s) => s.tcps },
+  { kind: 'number', pick: (s) => s.udps },
+  { kind: 'number', pick: (s) => s.counters.tcprx },
+  { kind: 'number', pick: (s) => s.counters.tcptx },
+  { kind: 'number', pick: (s) => s.counters.udprx },
+  { kind: 'number', pick: (s) => s.counters.udptx },
+  { kind: 'number', pick: (s) => s.traffic.tcprx },
+  { kind: 'number', pick: (s) => s.traffic.tcptx },
+  { kind: 'number', pick: (s) => s.traffic.udprx },
+  { kind: 'number', pick: (s) => s.traffic.udptx },
+  { kind: 'json', pick: (s) => s.resume },
+] as const satisfies readonly LiteralColumn<TunnelStateRecord>[];
+
+/** The columns of a bucket flush chunk, in the order of `flushTunnelStates`' bucket `unnest`. */
+const BUCKET_COLUMNS = [
+  { kind: 'number', pick: (b) => b.endpointId },
+  { kind: 'text', pick: (b) => b.instanceId },
+  { kind: 'number', pick: (b) => b.hour },
+  { kind: 'number', pick: (b) => b.traffic.tcprx },
+  { kind: 'number', pick: (b) => b.traffic.tcptx },
+  { kind: 'number', pick: (b) => b.traffic.udprx },
+  { kind: 'number', pick: (b) => b.traffic.udptx },
+] as const satisfies readonly LiteralColumn<HourBucketRecord>[];
 
 /** postgres.js sends a JS boolean array as a scalar boolean; text casts to boolean[] reliably. */
 function boolText(value: boolean): string {

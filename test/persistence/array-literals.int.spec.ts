@@ -4,7 +4,7 @@
  * `FLUSH_CHUNK_ROWS` rows: awkward values survive the round trip exactly, and a large flush writes every row.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import { FLUSH_CHUNK_ROWS, Store, numberArray, textArray } from '../../src/db/store.js';
+import { FLUSH_CHUNK_ROWS, Store, arrayLiteralsInTurns, numberArray, textArray } from '../../src/db/store.js';
 import { useTestDatabase } from '../support/database.js';
 import { bucket, counters, insertEndpoint, logLines, stateRecord, T0 } from '../db/records.js';
 
@@ -49,6 +49,41 @@ describe('array literals', () => {
     await store.flushTunnelStates([stateRecord(endpointId, 'quote"d\\id', T0, { resume })], []);
     const [tunnel] = await testDb.sql<{ instance_id: string; resume: unknown }[]>`SELECT instance_id, resume FROM tunnels`;
     expect(tunnel).toEqual({ instance_id: 'quote"d\\id', resume });
+  });
+});
+
+describe('the literals of a batch built in turns', () => {
+  const rows = Array.from({ length: 500 }, (_, i) => ({ n: i % 7 === 0 ? null : i * 1.5, t: AWKWARD[i % AWKWARD.length]!, j: { i, s: AWKWARD[i % 3] } }));
+
+  it('equal the one-column literals, column by column', async () => {
+    const [numbers, texts, json] = await arrayLiteralsInTurns(rows, [
+      { kind: 'number', pick: (r) => r.n },
+      { kind: 'text', pick: (r) => r.t },
+      { kind: 'json', pick: (r) => r.j },
+    ] as const);
+    expect(numbers).toBe(numberArray(rows, (r) => r.n));
+    expect(texts).toBe(textArray(rows, (r) => r.t));
+    expect(JSON.parse(json)).toEqual(rows.map((r) => r.j));
+    expect(await arrayLiteralsInTurns([], [{ kind: 'number', pick: (r: { n: number }) => r.n }] as const)).toEqual(['{}']);
+  });
+
+  it('yield to the event loop when the work outlasts a turn', async () => {
+    // Each pick spins ~0.1 ms: 500 rows are ~50 ms of work, which must not run as one task.
+    let immediates = 0;
+    let pending = true;
+    const count = (): void => {
+      immediates++;
+      if (pending) setImmediate(count);
+    };
+    setImmediate(count);
+    const spin = (r: { n: number | null }): number | null => {
+      const until = performance.now() + 0.1;
+      while (performance.now() < until);
+      return r.n;
+    };
+    await arrayLiteralsInTurns(rows, [{ kind: 'number', pick: spin }] as const);
+    pending = false;
+    expect(immediates).toBeGreaterThan(10);
   });
 });
 
