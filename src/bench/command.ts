@@ -88,7 +88,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--warm-up-seconds <n>', 'longest wait for a pipeline to catch up before the window (default 60; quick 15)', positiveInt)
     .option('--no-adaptive', "no extra TunnelPulse step at 0.7 × the reference's highest held rate after the ladder")
     .option('--processes <n>', 'simulator processes', positiveInt, 2)
-    .option('--query-rate <n>', 'ingest rate at which the query target is read (the TunnelPulse step received nearest; every step is probed)', positiveInt, 20_000)
+    .option('--query-rate <n>', 'ingest rate at which the query target is read (the TunnelPulse step received nearest; every step is probed, those above this offer lightly)', positiveInt, 20_000)
     .option('--query-rps <n>', 'tunnel-state queries per second', positiveInt, 200)
     .option('--memory <list>', 'idle tunnels for the memory figures, or "none" (default 10000,100000; quick 10000)', intList)
     .option('--log-share <x>', 'share of log lines in the offered events', share, 0.2)
@@ -132,6 +132,8 @@ export function formatBenchReport(report: BenchReport): string {
   out.push(`database: ${m.database}  load: ${m.endpoints} masters × ${m.tunnelsPerEndpoint} tunnels, ${Math.round(m.logShare * 100)} % log lines, ${m.stepSeconds} s windows  (took ${m.durationSeconds} s)`);
   out.push(`TunnelPulse settings: log batch ${m.pipeline.logBatchSize} rows / ${m.pipeline.logFlushMs} ms, state flush ${m.pipeline.stateFlushMs} ms`, '');
   const pipelineCell = (r: BenchReport['runs'][number]) => (r.step === 'adaptive' ? `${r.pipeline} (0.7×)` : r.pipeline);
+  // Steps above the query target's offer are probed lightly (bench.ts `probeRate`): their rate is shown.
+  const fullProbeRps = Math.max(0, ...report.runs.map((r) => r.query?.rps ?? 0));
   out.push(
     ...table(
       ['pipeline', 'offered/s', 'produced/s', 'received/s', 'warm-up s', 'backlog +', 'held', 'log p50/p99 ms', 'state p50/p99 ms', 'query p50/p99 ms', 'consistent'],
@@ -145,13 +147,13 @@ export function formatBenchReport(report: BenchReport): string {
         r.held ? 'yes' : 'no',
         latencyCell(r.latency.log),
         latencyCell(r.latency.state),
-        r.query ? `${num(r.query.p50Ms, 1)} / ${num(r.query.p99Ms, 1)}${r.query.cut ? ' (cut)' : ''}` : '–',
+        r.query ? `${num(r.query.p50Ms, 1)} / ${num(r.query.p99Ms, 1)}${r.query.cut ? ' (cut)' : ''}${r.query.rps < fullProbeRps ? ` (${r.query.rps}/s)` : ''}` : '–',
         r.consistent ? 'yes' : `NO (${r.totals.received}/${r.totals.framesSent} frames, ${r.totals.logRowsCommitted}/${r.totals.logEventsReceived} logs)`,
       ]),
     ),
     'warm-up: connect → window start (initial snapshot, then until received ≈ produced); when it ended otherwise, why, with the frames still behind at the start:',
     '  (lag): the backlog stopped shrinking, growing by < 5 % of the offer per second; (behind): growing faster; (budget): still shrinking at the wait\'s bound. Latencies: commits within the window.',
-    '(short): the simulators produced < 90 % of the offer; query (cut): a request still unanswered at the window\'s end, counted with its wait so far',
+    '(short): the simulators produced < 90 % of the offer; query (cut): a request still unanswered at the window\'s end, counted with its wait so far; (N/s): a light probe (steps above the query target\'s offer)',
     '',
   );
   // Writes per kind of data in each window: the state flusher's figure is the issue's statements-per-updates target.
