@@ -2,58 +2,95 @@
  * The queues between the actors and the database writers.
  *
  * - `CoalescingQueue`: at most one entry per key (the latest state of a tunnel, merged), so no event rate
- *   can make it grow past the number of tunnels.
+ *   can make it grow past the number of tunnels. An entry can be `mark`ed with a deferred value, made only when
+ *   taken: an update then costs its owner a few field writes.
  * - `SpillingQueue`: a FIFO (log lines, configuration changes) with a memory cap; past the cap, new items
  *   go to an append-only file and come back, in order, as the queue drains. Nothing is dropped.
  */
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-export class CoalescingQueue<V> {
-  private readonly entries = new Map<string, { value: V; since: number }>();
+/**
+ * A value made only when its entry is taken from a `CoalescingQueue` (`mark`): the state queue marks a tunnel dirty
+ * per update and builds its record at the flush. `queued` is kept by the queue — true from `mark` until the entry is
+ * taken or its value made for a merge — so the owner knows whether it may still note changes into it in place.
+ */
+export interface Deferred<V> {
+  queued: boolean;
+  /** Makes the value from the source's current state, in one synchronous step. */
+  build(): V;
+}
+
+interface Entry<V> {
+  /** A value already made (`put`, or put back after a failed write); older than `deferred`, merged under it. */
+  value: V | null;
+  deferred: Deferred<V> | null;
+  since: number;
+}
+
+export interface CoalescedItem<V> {
+  key: string;
+  value: V;
+  since: number;
+}
+
+export class CoalescingQueue<V extends object> {
+  private readonly entries = new Map<string, Entry<V>>();
 
   constructor(private readonly merge: (older: V, newer: V) => V) {}
 
   /** Queues or merges. Returns the queue size. */
   put(key: string, value: V, now: number): number {
     const prior = this.entries.get(key);
-    if (prior) prior.value = this.merge(prior.value, value);
-    else this.entries.set(key, { value, since: now });
+    if (prior) prior.value = this.merge(this.made(prior), value);
+    else this.entries.set(key, { value, deferred: null, since: now });
     return this.entries.size;
   }
 
   /**
-   * Queues a new value made by `create`, or lets `update` change the queued one in place. For values the queue
-   * owns outright: the hot path then allocates nothing per merge (a replaced value would live until the flush,
-   * be promoted by the GC and die old). Returns the queue size.
+   * Queues a deferred value (not queued elsewhere): its owner then notes changes into it in place until it is taken,
+   * so an update costs no allocation and no lookup here. A value already queued under the key (put back, or another
+   * source's) is older: merged under it when taken. Returns the queue size.
    */
-  upsert(key: string, now: number, create: () => V, update: (queued: V) => void): number {
+  mark(key: string, deferred: Deferred<V>, now: number): number {
     const prior = this.entries.get(key);
-    if (prior) update(prior.value);
-    else this.entries.set(key, { value: create(), since: now });
+    if (prior) {
+      if (prior.deferred !== deferred) {
+        if (prior.deferred) prior.value = this.made(prior);
+        prior.deferred = deferred;
+      }
+    } else {
+      this.entries.set(key, { value: null, deferred, since: now });
+    }
+    deferred.queued = true;
     return this.entries.size;
   }
 
-  /** Removes up to `max` entries, oldest first. */
-  take(max: number): Array<{ key: string; value: V; since: number }> {
-    const out: Array<{ key: string; value: V; since: number }> = [];
+  /** Removes up to `max` entries, oldest first, making their deferred values now. */
+  take(max: number): Array<CoalescedItem<V>> {
+    const out: Array<CoalescedItem<V>> = [];
     for (const [key, entry] of this.entries) {
       if (out.length >= max) break;
-      out.push({ key, ...entry });
       this.entries.delete(key);
+      out.push({ key, value: this.made(entry), since: entry.since });
     }
     return out;
   }
 
   /** Puts a failed batch back; anything queued since is newer and wins the merge. */
-  putBack(batch: Array<{ key: string; value: V; since: number }>): void {
+  putBack(batch: ReadonlyArray<CoalescedItem<V>>): void {
     const newer = new Map(this.entries);
     this.entries.clear();
-    for (const item of batch) this.entries.set(item.key, { value: item.value, since: item.since });
+    for (const item of batch) this.entries.set(item.key, { value: item.value, deferred: null, since: item.since });
     for (const [key, entry] of newer) {
       const old = this.entries.get(key);
-      if (old) old.value = this.merge(old.value, entry.value);
-      else this.entries.set(key, entry);
+      if (!old) {
+        this.entries.set(key, entry);
+        continue;
+      }
+      // Still deferred: made when taken, merged over the put-back value then (it stays marked for its owner).
+      if (entry.value) old.value = this.merge(old.value!, entry.value);
+      old.deferred = entry.deferred;
     }
   }
 
@@ -64,6 +101,17 @@ export class CoalescingQueue<V> {
   oldestSince(): number | null {
     for (const e of this.entries.values()) return e.since;
     return null;
+  }
+
+  /** The entry's value, its deferred part made now (and released by the queue: its owner starts a new one). */
+  private made(entry: Entry<V>): V {
+    const deferred = entry.deferred;
+    if (!deferred) return entry.value!;
+    entry.deferred = null;
+    deferred.queued = false;
+    const built = deferred.build();
+    entry.value = entry.value ? this.merge(entry.value, built) : built;
+    return entry.value;
   }
 }
 

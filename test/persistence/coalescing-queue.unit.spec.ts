@@ -1,6 +1,6 @@
 /**
- * The state queue (src/persistence/queues.ts `CoalescingQueue`): one entry per key, merged on `put`, changed in
- * place on `upsert`, taken oldest first, and a failed batch put back under anything newer.
+ * The state queue (src/persistence/queues.ts `CoalescingQueue`): one entry per key, merged on `put`, deferred values
+ * (`mark`) made only when taken, taken oldest first, and a failed batch put back under anything newer.
  */
 import { describe, expect, it } from 'vitest';
 import { CoalescingQueue } from '../../src/persistence/queues.js';
@@ -26,23 +26,43 @@ describe('CoalescingQueue', () => {
     expect(q.size).toBe(0);
   });
 
-  it('upsert creates once, then updates the queued value in place (same object, no new value made)', () => {
+  it('mark queues a deferred value made only when taken, from its source as it is then', () => {
     const q = new CoalescingQueue<Value>(newerWins);
-    let created = 0;
-    const create = () => (created++, { at: 1, seen: ['first'] });
-    q.upsert('a', 100, create, () => {
-      throw new Error('nothing queued yet');
-    });
-    expect(q.size).toBe(1);
-    q.upsert('a', 200, create, (v) => void (v.at = 2, v.seen.push('second')));
-    q.upsert('a', 300, create, (v) => void (v.at = 3, v.seen.push('third')));
-    expect(created).toBe(1);
-    expect(q.take(1)).toEqual([{ key: 'a', value: { at: 3, seen: ['first', 'second', 'third'] }, since: 100 }]);
-    // Taken: the next change starts a new entry, so a batch being written is never changed under the writer.
-    q.upsert('a', 400, create, () => {
-      throw new Error('the taken entry must not be updated');
-    });
-    expect(created).toBe(2);
+    const source = { at: 1, seen: ['first'] };
+    let built = 0;
+    const deferred = { queued: false, build: () => (built++, { at: source.at, seen: [...source.seen] }) };
+    expect(q.mark('a', deferred, 100)).toBe(1);
+    expect(deferred.queued).toBe(true);
+    // The owner notes changes into its source while queued: nothing is made yet.
+    source.at = 3;
+    source.seen.push('third');
+    expect(built).toBe(0);
+    expect(q.oldestSince()).toBe(100);
+    expect(q.take(1)).toEqual([{ key: 'a', value: { at: 3, seen: ['first', 'third'] }, since: 100 }]);
+    expect(built).toBe(1);
+    // Taken: released, so a change after the take starts a new entry and never changes the batch being written.
+    expect(deferred.queued).toBe(false);
+    expect(q.mark('a', deferred, 400)).toBe(1);
+    expect(q.take(1)).toEqual([{ key: 'a', value: { at: 3, seen: ['first', 'third'] }, since: 400 }]);
+  });
+
+  it('merges a deferred value over what was queued under its key before it (put, or another source)', () => {
+    const q = new CoalescingQueue<Value>(newerWins);
+    q.put('a', { at: 1, seen: ['put'] }, 100);
+    const first = { queued: false, build: () => ({ at: 2, seen: ['first'] }) };
+    const second = { queued: false, build: () => ({ at: 3, seen: ['second'] }) };
+    q.mark('a', first, 200);
+    // Another source under the same key: the first one's value is made now and merged under the second's.
+    q.mark('a', second, 300);
+    expect(first.queued).toBe(false);
+    expect(second.queued).toBe(true);
+    q.put('b', { at: 1, seen: ['b'] }, 310);
+    q.put('a', { at: 4, seen: ['put again'] }, 320);
+    expect(second.queued).toBe(false);
+    expect(q.take(10)).toEqual([
+      { key: 'a', value: { at: 4, seen: ['put', 'first', 'second', 'put again'] }, since: 100 },
+      { key: 'b', value: { at: 1, seen: ['b'] }, since: 310 },
+    ]);
   });
 
   it('puts a failed batch back in front, merged under what was queued since', () => {
@@ -57,6 +77,24 @@ describe('CoalescingQueue', () => {
       { key: 'a', value: { at: 5, seen: ['a1', 'a5'] }, since: 100 },
       { key: 'b', value: { at: 1, seen: ['b1'] }, since: 110 },
       { key: 'c', value: { at: 1, seen: ['c1'] }, since: 310 },
+    ]);
+  });
+
+  it('puts a failed batch back under a deferred value marked since, which its owner still notes into', () => {
+    const q = new CoalescingQueue<Value>(newerWins);
+    q.put('a', { at: 1, seen: ['a1'] }, 100);
+    q.put('b', { at: 1, seen: ['b1'] }, 110);
+    const batch = q.take(2);
+    const source = { at: 5, seen: ['a5'] };
+    const deferred = { queued: false, build: () => ({ at: source.at, seen: [...source.seen] }) };
+    q.mark('a', deferred, 300);
+    q.putBack(batch);
+    expect(deferred.queued).toBe(true);
+    source.at = 6;
+    source.seen.push('a6');
+    expect(q.take(10)).toEqual([
+      { key: 'a', value: { at: 6, seen: ['a1', 'a5', 'a6'] }, since: 100 },
+      { key: 'b', value: { at: 1, seen: ['b1'] }, since: 110 },
     ]);
   });
 });
