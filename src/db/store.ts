@@ -218,7 +218,7 @@ export class Store {
              coalesce(r.mode, 0), coalesce(r.ping, 0), coalesce(r.pool, 0), coalesce(r.tcps, 0), coalesce(r.udps, 0),
              coalesce(r.tcprx, 0), coalesce(r.tcptx, 0), coalesce(r.udprx, 0), coalesce(r.udptx, 0),
              coalesce(r.traffic_tcprx, 0), coalesce(r.traffic_tcptx, 0), coalesce(r.traffic_udprx, 0), coalesce(r.traffic_udptx, 0),
-             coalesce(r.resume, '{}'::jsonb), to_timestamp(r.state_at / 1000.0)
+             coalesce(r.resume, '{}'::json), to_timestamp(r.state_at / 1000.0)
       FROM unnest(
         ${batch.map((r) => r.endpointId)}::bigint[],
         ${batch.map((r) => r.instanceId)}::text[],
@@ -245,7 +245,7 @@ export class Store {
         ${num((b) => b.traffic.tcptx)}::bigint[],
         ${num((b) => b.traffic.udprx)}::bigint[],
         ${num((b) => b.traffic.udptx)}::bigint[],
-        ${base.map((b) => (b ? JSON.stringify(b.resume) : null))}::text[]::jsonb[],
+        ${base.map((b) => (b ? JSON.stringify(b.resume) : null))}::text[]::json[],
         ${num((b) => b.at)}::float8[]
       ) AS r(endpoint_id, instance_id, alias, type, url, config, restart, meta, deleted, deleted_at, at, status,
              mode, ping, pool, tcps, udps, tcprx, tcptx, udprx, udptx,
@@ -359,7 +359,7 @@ export class Store {
             unnest(${trafficTcptx}::bigint[]),
             unnest(${trafficUdprx}::bigint[]),
             unnest(${trafficUdptx}::bigint[]),
-            jsonb_array_elements(${resumes}::text::jsonb)
+            json_array_elements(${resumes}::text::json)
           ) AS r(endpoint_id, instance_id, at, status, mode, ping, pool, tcps, udps, tcprx, tcptx, udprx, udptx,
                  traffic_tcprx, traffic_tcptx, traffic_udprx, traffic_udptx, resume)
           ON CONFLICT (endpoint_id, instance_id) DO UPDATE SET
@@ -432,24 +432,34 @@ export class Store {
           ${textArray(batch, (r) => r.level)}::text[],
           ${textArray(batch, (r) => r.message)}::text[]
         ) AS r(endpoint_id, instance_id, at, event_time, line_hash, ordinal, level, message)
+      ), sized AS (
+        SELECT dated.*,
+               coalesce((SELECT c.kept FROM log_daily_counts c
+                         WHERE c.endpoint_id = dated.endpoint_id AND c.instance_id = dated.instance_id
+                           AND c.day = dated.day), 0) AS day_kept,
+               count(*) OVER (PARTITION BY dated.endpoint_id, dated.instance_id, dated.day) AS batch_lines
+        FROM (SELECT input.*, (input.at AT TIME ZONE 'UTC')::date AS day FROM input) AS dated
       ), fresh AS (
-        SELECT input.*, (input.at AT TIME ZONE 'UTC')::date AS day
-        FROM input
-        WHERE NOT EXISTS (
+        -- Lines already stored must not take a place under the cap, so they are excluded before ranking; but
+        -- that probe only matters where the day's count could pass the cap with this batch. Elsewhere every line
+        -- ranks under the cap whatever the duplicates, and the insert's ON CONFLICT skips the stored ones: the
+        -- same result without one index probe per line (CASE evaluates the probe only in its ELSE branch).
+        SELECT sized.* FROM sized
+        WHERE CASE WHEN sized.day_kept + sized.batch_lines <= ${cap} THEN true
+                   ELSE NOT EXISTS (
           -- at is the event time parsed from event_time, so the extra equality changes nothing logically; it
           -- keeps the probe selective whichever index the planner picks (without statistics it picked
           -- tunnel_logs_page on (endpoint_id, instance_id) alone and scanned every line of the instance: 2 s a batch).
           SELECT 1 FROM tunnel_logs l
-          WHERE l.endpoint_id = input.endpoint_id AND l.instance_id = input.instance_id AND l.at = input.at
-            AND l.event_time = input.event_time AND l.line_hash = input.line_hash AND l.ordinal = input.ordinal)
+          WHERE l.endpoint_id = sized.endpoint_id AND l.instance_id = sized.instance_id AND l.at = sized.at
+            AND l.event_time = sized.event_time AND l.line_hash = sized.line_hash AND l.ordinal = sized.ordinal)
+                   END
       ), ranked AS (
         SELECT fresh.*,
-               coalesce(c.kept, 0) + row_number() OVER (
+               fresh.day_kept + row_number() OVER (
                  PARTITION BY fresh.endpoint_id, fresh.instance_id, fresh.day
                  ORDER BY fresh.at, fresh.event_time, fresh.ordinal) AS position
         FROM fresh
-        LEFT JOIN log_daily_counts c
-          ON c.endpoint_id = fresh.endpoint_id AND c.instance_id = fresh.instance_id AND c.day = fresh.day
       ), inserted AS (
         INSERT INTO tunnel_logs (endpoint_id, instance_id, at, event_time, line_hash, ordinal, level, message)
         SELECT endpoint_id, instance_id, at, event_time, line_hash, ordinal, level, message
@@ -869,7 +879,7 @@ export function textArray<T>(rows: readonly T[], pick: (row: T) => string | null
 
 /**
  * A column of a batch sent as one literal: `number` and `text` as PostgreSQL array literals, `json` as one JSON
- * array (read back with `jsonb_array_elements`: no per-element escaping at all).
+ * array (read back with `json_array_elements`: no per-element escaping at all).
  */
 export type LiteralColumn<T> =
   | { kind: 'number'; pick: (row: T) => number | null | undefined }
