@@ -651,7 +651,8 @@ const heldRate = (r: RunResult | undefined): HeldRate | null => (r ? { offered: 
 const fmt = (n: number): string => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
 
 function capacityOf(runs: readonly RunResult[], simulatorsLimit: boolean): Capacity {
-  const held = runs.filter((r) => r.held).sort((a, b) => b.offeredRate - a.offeredRate)[0];
+  // The held step that carried the most: a higher offer the simulators fell short of may have produced less.
+  const held = runs.filter((r) => r.held).sort((a, b) => b.produced - a.produced || b.offeredRate - a.offeredRate)[0];
   const failedAt = runs.filter((r) => !r.held && (!held || r.offeredRate > held.offeredRate)).sort((a, b) => a.offeredRate - b.offeredRate)[0];
   return { held: heldRate(held), failedAt: heldRate(failedAt), limit: failedAt ? 'fell-behind' : simulatorsLimit ? 'simulators' : 'ladder-top' };
 }

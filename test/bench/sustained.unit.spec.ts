@@ -109,4 +109,18 @@ describe('the throughput target verdict', () => {
     expect(s.capacityRatio).toEqual({ low: 0.49, high: 0.52 });
     expect(throughputVerdict(s)).toBe(false);
   });
+
+  it('takes the held step that carried the most, not the highest offer (simulators short at the top)', () => {
+    // 2026-11-26 16:53: the reference held 100,000/s (92,162 produced) and 120,000/s (86,118: the simulators short).
+    const runs = [
+      run('reference', 100_000, 92_162, true),
+      run('reference', 120_000, 86_118, true),
+      run('tunnelpulse', 50_000, 48_750, true),
+      run('tunnelpulse', 60_000, 58_137, false),
+    ];
+    const s = sustainedThroughput(runs, true, null);
+    expect(s.reference.held).toEqual({ offered: 100_000, produced: 92_162 });
+    // TunnelPulse's capacity is below 58,137, the reference's at least 92,162: at most 0.63.
+    expect(throughputVerdict(s)).toBe(false);
+  });
 });
