@@ -27,6 +27,7 @@ import { SecretBox } from '../db/secret-box.js';
 import { ReferencePipeline, createReferenceTables } from './reference.js';
 import { SimFleet } from './sim-fleet.js';
 import { TunnelPulsePipeline } from './tunnelpulse-pipeline.js';
+import { applyV8Tuning } from '../runtime/v8-tuning.js';
 
 export interface MemoryProbeInput {
   pipeline: 'tunnelpulse' | 'reference';
@@ -194,6 +195,7 @@ export async function measureMemory(input: MemoryProbeInput): Promise<MemoryProb
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  applyV8Tuning(); // as the service's command line does
   const result = await measureMemory(JSON.parse(process.argv[2]!) as MemoryProbeInput);
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exit(0);

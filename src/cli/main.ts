@@ -9,6 +9,9 @@ import { registerBenchCommand } from '../bench/command.js';
 import { registerReplayCommand } from '../replay/command.js';
 import { registerServiceCommands } from '../service/command.js';
 import { registerSimCommand } from '../sim/command.js';
+import { applyV8Tuning } from '../runtime/v8-tuning.js';
+
+applyV8Tuning();
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
