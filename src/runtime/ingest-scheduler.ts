@@ -52,10 +52,55 @@ const NEWLINE = 10;
 
 type LaneItem = { chunk: Buffer; offset: number; at: number } | { then: () => void };
 
+/**
+ * An array used as a queue: taken from the front by an index (no `Array.shift` copying per item), each taken slot
+ * cleared so its item can be collected, the array dropped when emptied and compacted once the taken part is more
+ * than `compactAfter` items and half of it. Both queues of this module (a lane's input, the scheduler's ready lanes).
+ */
+class Fifo<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  constructor(private readonly compactAfter: number) {}
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  /** The next item, left in the queue. */
+  first(): T | undefined {
+    return this.items[this.head];
+  }
+
+  shift(): T | undefined {
+    if (this.head === this.items.length) return undefined;
+    const item = this.items[this.head]!;
+    this.items[this.head++] = undefined as never;
+    if (this.head === this.items.length) this.clear();
+    else if (this.head > this.compactAfter && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  clear(): void {
+    this.items = [];
+    this.head = 0;
+  }
+
+  *[Symbol.iterator](): IterableIterator<T> {
+    for (let i = this.head; i < this.items.length; i++) yield this.items[i]!;
+  }
+}
+
 /** One connection's queue. `process` is handed each piece in order; it must not throw. */
 export class IngestLane {
-  private items: LaneItem[] = [];
-  private head = 0;
+  private readonly items = new Fifo<LaneItem>(64);
   /** Queued bytes not yet processed. */
   bytes = 0;
   /** In the scheduler's ready queue. */
@@ -69,20 +114,17 @@ export class IngestLane {
   ) {}
 
   get hasWork(): boolean {
-    return this.head < this.items.length;
+    return this.items.size > 0;
   }
 
   get oldestAt(): number | null {
-    for (let i = this.head; i < this.items.length; i++) {
-      const item = this.items[i]!;
-      if ('chunk' in item) return item.at;
-    }
+    for (const item of this.items) if ('chunk' in item) return item.at;
     return null;
   }
 
   get queuedChunks(): number {
     let n = 0;
-    for (let i = this.head; i < this.items.length; i++) if ('chunk' in this.items[i]!) n++;
+    for (const item of this.items) if ('chunk' in item) n++;
     return n;
   }
 
@@ -129,9 +171,9 @@ export class IngestLane {
   /** Processes one piece (or runs one `then`). */
   step(): void {
     if (this.processing || !this.hasWork) return;
-    const item = this.items[this.head]!;
+    const item = this.items.first()!;
     if ('then' in item) {
-      this.shift();
+      this.items.shift();
       item.then();
       return;
     }
@@ -142,7 +184,7 @@ export class IngestLane {
       const nl = chunk.indexOf(NEWLINE, offset + pieceBytes - 1);
       if (nl !== -1) end = nl + 1;
     }
-    if (end >= chunk.length) this.shift();
+    if (end >= chunk.length) this.items.shift();
     else item.offset = end;
     const size = end - offset;
     this.bytes -= size;
@@ -160,23 +202,11 @@ export class IngestLane {
     if (this.disposed) return;
     this.disposed = true;
     const left = this.bytes;
-    this.items = [];
-    this.head = 0;
+    this.items.clear();
     this.bytes = 0;
     this.scheduler.forget(this, left);
   }
 
-  private shift(): void {
-    this.items[this.head] = undefined as never;
-    this.head++;
-    if (this.head === this.items.length) {
-      this.items = [];
-      this.head = 0;
-    } else if (this.head > 64 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-  }
 }
 
 export class IngestScheduler {
@@ -184,8 +214,7 @@ export class IngestScheduler {
   readonly pieceBytes: number;
   readonly maxBacklogBytes: number;
   readonly now: () => number;
-  private readyLanes: IngestLane[] = [];
-  private readyHead = 0;
+  private readonly readyLanes = new Fifo<IngestLane>(1024);
   private scheduled = false;
   private backlogBytes = 0;
   private readonly lanes = new Set<IngestLane>();
@@ -269,9 +298,7 @@ export class IngestScheduler {
     this.scheduled = false;
     const started = performance.now();
     let elapsed = 0;
-    while (this.readyHead < this.readyLanes.length) {
-      const lane = this.readyLanes[this.readyHead]!;
-      this.readyLanes[this.readyHead++] = undefined as never;
+    for (let lane = this.readyLanes.shift(); lane !== undefined; lane = this.readyLanes.shift()) {
       lane.ready = false;
       lane.step();
       if (lane.hasWork && !lane.ready) {
@@ -281,16 +308,9 @@ export class IngestScheduler {
       elapsed = performance.now() - started;
       if (elapsed >= this.sliceBudgetMs) break;
     }
-    if (this.readyHead === this.readyLanes.length) {
-      this.readyLanes = [];
-      this.readyHead = 0;
-    } else if (this.readyHead > 1024 && this.readyHead * 2 > this.readyLanes.length) {
-      this.readyLanes = this.readyLanes.slice(this.readyHead);
-      this.readyHead = 0;
-    }
     this.counts.slices++;
     if (elapsed > this.counts.longestSliceMs) this.counts.longestSliceMs = elapsed;
-    if (this.readyHead < this.readyLanes.length && !this.scheduled) {
+    if (this.readyLanes.size > 0 && !this.scheduled) {
       this.scheduled = true;
       setImmediate(this.runSlice);
     }
