@@ -22,7 +22,7 @@ export interface Deferred<V> {
 }
 
 interface Entry<V> {
-  /** A value already made (`put`, or put back after a failed write); older than `deferred`, merged under it. */
+  /** A value already made (a replaced deferred one, or put back after a failed write); older than `deferred`, merged under it. */
   value: V | null;
   deferred: Deferred<V> | null;
   since: number;
@@ -38,14 +38,6 @@ export class CoalescingQueue<V extends object> {
   private readonly entries = new Map<string, Entry<V>>();
 
   constructor(private readonly merge: (older: V, newer: V) => V) {}
-
-  /** Queues or merges. Returns the queue size. */
-  put(key: string, value: V, now: number): number {
-    const prior = this.entries.get(key);
-    if (prior) prior.value = this.merge(this.made(prior), value);
-    else this.entries.set(key, { value, deferred: null, since: now });
-    return this.entries.size;
-  }
 
   /**
    * Queues a deferred value (not queued elsewhere): its owner then notes changes into it in place until it is taken,

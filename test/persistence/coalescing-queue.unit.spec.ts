@@ -1,5 +1,5 @@
 /**
- * The state queue (src/persistence/queues.ts `CoalescingQueue`): one entry per key, merged on `put`, deferred values
+ * The state queue (src/persistence/queues.ts `CoalescingQueue`): one entry per key, merged, deferred values
  * (`mark`) made only when taken, taken oldest first, and a failed batch put back under anything newer.
  */
 import { describe, expect, it } from 'vitest';
@@ -11,13 +11,15 @@ interface Value {
 }
 
 const newerWins = (older: Value, newer: Value): Value => ({ at: Math.max(older.at, newer.at), seen: [...older.seen, ...newer.seen] });
+/** A value already made, queued as a deferred one that gives it back (the queue's only way in). */
+const made = (value: Value) => ({ queued: false, build: () => value });
 
 describe('CoalescingQueue', () => {
   it('keeps one entry per key, with the time of its first change', () => {
     const q = new CoalescingQueue<Value>(newerWins);
-    expect(q.put('a', { at: 1, seen: ['a1'] }, 100)).toBe(1);
-    expect(q.put('b', { at: 1, seen: ['b1'] }, 150)).toBe(2);
-    expect(q.put('a', { at: 2, seen: ['a2'] }, 200)).toBe(2);
+    expect(q.mark('a', made({ at: 1, seen: ['a1'] }), 100)).toBe(1);
+    expect(q.mark('b', made({ at: 1, seen: ['b1'] }), 150)).toBe(2);
+    expect(q.mark('a', made({ at: 2, seen: ['a2'] }), 200)).toBe(2);
     expect(q.oldestSince()).toBe(100);
     expect(q.take(10)).toEqual([
       { key: 'a', value: { at: 2, seen: ['a1', 'a2'] }, since: 100 },
@@ -48,7 +50,7 @@ describe('CoalescingQueue', () => {
 
   it('merges a deferred value over what was queued under its key before it (put, or another source)', () => {
     const q = new CoalescingQueue<Value>(newerWins);
-    q.put('a', { at: 1, seen: ['put'] }, 100);
+    q.mark('a', made({ at: 1, seen: ['put'] }), 100);
     const first = { queued: false, build: () => ({ at: 2, seen: ['first'] }) };
     const second = { queued: false, build: () => ({ at: 3, seen: ['second'] }) };
     q.mark('a', first, 200);
@@ -56,8 +58,8 @@ describe('CoalescingQueue', () => {
     q.mark('a', second, 300);
     expect(first.queued).toBe(false);
     expect(second.queued).toBe(true);
-    q.put('b', { at: 1, seen: ['b'] }, 310);
-    q.put('a', { at: 4, seen: ['put again'] }, 320);
+    q.mark('b', made({ at: 1, seen: ['b'] }), 310);
+    q.mark('a', made({ at: 4, seen: ['put again'] }), 320);
     expect(second.queued).toBe(false);
     expect(q.take(10)).toEqual([
       { key: 'a', value: { at: 4, seen: ['put', 'first', 'second', 'put again'] }, since: 100 },
@@ -67,11 +69,11 @@ describe('CoalescingQueue', () => {
 
   it('puts a failed batch back in front, merged under what was queued since', () => {
     const q = new CoalescingQueue<Value>(newerWins);
-    q.put('a', { at: 1, seen: ['a1'] }, 100);
-    q.put('b', { at: 1, seen: ['b1'] }, 110);
+    q.mark('a', made({ at: 1, seen: ['a1'] }), 100);
+    q.mark('b', made({ at: 1, seen: ['b1'] }), 110);
     const batch = q.take(2);
-    q.put('a', { at: 5, seen: ['a5'] }, 300);
-    q.put('c', { at: 1, seen: ['c1'] }, 310);
+    q.mark('a', made({ at: 5, seen: ['a5'] }), 300);
+    q.mark('c', made({ at: 1, seen: ['c1'] }), 310);
     q.putBack(batch);
     expect(q.take(10)).toEqual([
       { key: 'a', value: { at: 5, seen: ['a1', 'a5'] }, since: 100 },
@@ -82,8 +84,8 @@ describe('CoalescingQueue', () => {
 
   it('puts a failed batch back under a deferred value marked since, which its owner still notes into', () => {
     const q = new CoalescingQueue<Value>(newerWins);
-    q.put('a', { at: 1, seen: ['a1'] }, 100);
-    q.put('b', { at: 1, seen: ['b1'] }, 110);
+    q.mark('a', made({ at: 1, seen: ['a1'] }), 100);
+    q.mark('b', made({ at: 1, seen: ['b1'] }), 110);
     const batch = q.take(2);
     const source = { at: 5, seen: ['a5'] };
     const deferred = { queued: false, build: () => ({ at: source.at, seen: [...source.seen] }) };

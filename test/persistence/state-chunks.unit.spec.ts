@@ -31,7 +31,8 @@ function fakeStore(failOnCall: number | null) {
 
 function queue(persister: Persister, from: number, count: number, at = 1_000): void {
   for (let i = from; i < from + count; i++) {
-    persister.stateQueue.put(`1/t${i}`, { state: state(i, at), hours: { [HOUR]: { tcprx: i, tcptx: 0, udprx: 0, udptx: 0 } } }, 0);
+    const value = { state: state(i, at), hours: { [HOUR]: { tcprx: i, tcptx: 0, udprx: 0, udptx: 0 } } };
+    persister.stateQueue.mark(`1/t${i}`, { queued: false, build: () => value }, 0);
   }
 }
 
