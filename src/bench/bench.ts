@@ -19,6 +19,7 @@ import { SecretBox } from '../db/secret-box.js';
 import { ReferencePipeline, createReferenceTables } from './reference.js';
 import type { MemoryProbeInput, MemoryProbeResult } from './memory-child.js';
 import type { QueryProbeInput, QueryProbeResult } from './query-child.js';
+import { spawnFloorServer, type FloorServer } from './floor-server.js';
 import { startWindowProfile } from './window-profile.js';
 import { SimFleet, stopAllSimulators, type LoadShape } from './sim-fleet.js';
 import type { DatabaseWriter, WriteCounts } from '../runtime/stats.js';
@@ -275,6 +276,8 @@ interface BenchContext {
   options: BenchOptions;
   /** The one TunnelPulse pipeline, reused by every step (see tunnelpulse-pipeline.ts). */
   tunnelpulse: TunnelPulsePipeline;
+  /** The query probe's floor (floor-server.ts), started at the first TunnelPulse step with the size of a real reply. */
+  floor: FloorServer | null;
 }
 
 async function openBenchDatabase(options: BenchOptions): Promise<{ db: Database; schema: string | null }> {
@@ -445,7 +448,11 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
       const paths = tp.runtime
         .endpoints()
         .flatMap((e) => Object.keys(e.tunnels).slice(0, 20).map((id) => `/api/endpoints/${e.endpointId}/tunnels/${id}`));
-      const input: QueryProbeInput = { baseUrl: tp.address, paths, durationMs: options.stepSeconds * 1000, endAt: Date.now() + options.stepSeconds * 1000, rate: queryRps };
+      if (!ctx.floor) {
+        const reply = await fetch(tp.address + paths[0]!);
+        ctx.floor = await spawnFloorServer({ bodyBytes: (await reply.arrayBuffer()).byteLength });
+      }
+      const input: QueryProbeInput = { baseUrl: tp.address, paths, durationMs: options.stepSeconds * 1000, endAt: Date.now() + options.stepSeconds * 1000, rate: queryRps, floorUrl: ctx.floor.url };
       queryRun = runChild<QueryProbeResult>('./query-child.js', input);
     }
     await sleep(options.stepSeconds * 1000);
@@ -575,17 +582,18 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const memoryErrors: string[] = [];
   let simulatorsLimit = false;
   let adaptive: number | null = null;
+  let ctx: BenchContext | null = null;
   try {
     await migrate(db.sql);
     await createReferenceTables(db.sql);
     const repo = new EndpointsRepo(db, new SecretBox(randomBytes(32)));
     const endpointIds: number[] = [];
     for (let i = 0; i < options.endpoints; i++) endpointIds.push((await repo.create({ name: `bench-${i + 1}`, url: 'http://127.0.0.1:1/api', apiKey: '0'.repeat(32) })).id);
-    const ctx: BenchContext = { db, options, tunnelpulse: new TunnelPulsePipeline(db, endpointIds, options.pipeline ?? BENCH_PIPELINE_SETTINGS) };
+    ctx = { db, options, tunnelpulse: new TunnelPulsePipeline(db, endpointIds, options.pipeline ?? BENCH_PIPELINE_SETTINGS), floor: null };
 
     const stillHolding = { tunnelpulse: true, reference: true };
     const report = (run: RunResult) =>
-      say(`  ${run.throughput} events/s (produced ${run.produced}), warm-up ${run.warmUp.seconds} s (${run.warmUp.outcome}), backlog growth ${run.backlogGrowth}, held ${run.held}, log p99 ${run.latency.log.p99Ms} ms${run.query ? `, query p99 ${run.query.p99Ms} ms` : ''}, consistent ${run.consistent}`);
+      say(`  ${run.throughput} events/s (produced ${run.produced}), warm-up ${run.warmUp.seconds} s (${run.warmUp.outcome}), backlog growth ${run.backlogGrowth}, held ${run.held}, log p99 ${run.latency.log.p99Ms} ms${run.query ? `, query p99 ${run.query.p99Ms} ms (floor ${run.query.floor?.p99Ms ?? '–'} ms)` : ''}, consistent ${run.consistent}`);
     for (const rate of options.rates) {
       for (const kind of ['reference', 'tunnelpulse'] as const) {
         // Past the first rate a pipeline failed to hold, higher ones tell nothing new: it received less at the higher
@@ -638,6 +646,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       }
     }
   } finally {
+    ctx?.floor?.stop();
     process.off('SIGINT', interrupted);
     process.off('SIGTERM', interrupted);
     await stopAllSimulators();
@@ -820,7 +829,9 @@ function buildReport(
     {
       name: 'tunnel-state query p99 while ingesting',
       target: '≤ 5 ms at 20k events/s',
-      value: summaryBlock.query ? `${summaryBlock.query.p99Ms} ms at ${fmt(summaryBlock.query.duringThroughput)} events/s` : '–',
+      value: summaryBlock.query
+        ? `${summaryBlock.query.p99Ms} ms at ${fmt(summaryBlock.query.duringThroughput)} events/s${summaryBlock.query.floor ? ` (floor: an idle process's reply ${summaryBlock.query.floor.p99Ms} ms)` : ''}`
+        : '–',
       holds: summaryBlock.query ? (summaryBlock.query.p99Ms <= 5 && summaryBlock.query.duringThroughput >= 18_000 ? true : summaryBlock.query.p99Ms > 5 ? false : null) : null,
     },
     {

@@ -136,7 +136,7 @@ export function formatBenchReport(report: BenchReport): string {
   const fullProbeRps = Math.max(0, ...report.runs.map((r) => r.query?.rps ?? 0));
   out.push(
     ...table(
-      ['pipeline', 'offered/s', 'produced/s', 'received/s', 'warm-up s', 'backlog +', 'held', 'log p50/p99 ms', 'state p50/p99 ms', 'query p50/p99 ms', 'consistent'],
+      ['pipeline', 'offered/s', 'produced/s', 'received/s', 'warm-up s', 'backlog +', 'held', 'log p50/p99 ms', 'state p50/p99 ms', 'query p50/p99 ms', 'floor p99 ms', 'consistent'],
       report.runs.map((r) => [
         pipelineCell(r),
         num(r.offeredRate),
@@ -148,12 +148,14 @@ export function formatBenchReport(report: BenchReport): string {
         latencyCell(r.latency.log),
         latencyCell(r.latency.state),
         r.query ? `${num(r.query.p50Ms, 1)} / ${num(r.query.p99Ms, 1)}${r.query.cut ? ' (cut)' : ''}${r.query.rps < fullProbeRps ? ` (${r.query.rps}/s)` : ''}` : '–',
+        r.query?.floor ? num(r.query.floor.p99Ms, 1) : '–',
         r.consistent ? 'yes' : `NO (${r.totals.received}/${r.totals.framesSent} frames, ${r.totals.logRowsCommitted}/${r.totals.logEventsReceived} logs)`,
       ]),
     ),
     'warm-up: connect → window start (initial snapshot, then until received ≈ produced); when it ended otherwise, why, with the frames still behind at the start:',
     '  (lag): the backlog stopped shrinking, growing by < 5 % of the offer per second; (behind): growing faster; (budget): still shrinking at the wait\'s bound. Latencies: commits within the window.',
-    '(short): the simulators produced < 90 % of the offer; query (cut): a request still unanswered at the window\'s end, counted with its wait so far; (N/s): a light probe (steps above the query target\'s offer)',
+    '(short): the simulators produced < 90 % of the offer; query (cut): a request still unanswered at the window\'s end, counted with its wait so far; (N/s): a light probe (steps above the query target\'s offer);',
+    '  floor: the same probe, same window, against an idle process that answers a reply of the same size (what the machine adds to any request under this load)',
     '',
   );
   // Writes per kind of data in each window: the state flusher's figure is the issue's statements-per-updates target.
@@ -190,7 +192,7 @@ export function formatBenchReport(report: BenchReport): string {
       ...s.memoryBytesPerTunnel.map((mem) => row(`RSS per idle tunnel, bytes (${num(mem.tunnels)})`, mem)),
       [
         'tunnel-state query p50 / p99, ms',
-        s.query ? `${s.query.p50Ms} / ${s.query.p99Ms} (${s.query.requests} req at ${num(s.query.duringThroughput)} events/s)` : '–',
+        s.query ? `${s.query.p50Ms} / ${s.query.p99Ms} (${s.query.requests} req at ${num(s.query.duringThroughput)} events/s)${s.query.floor ? `; floor ${s.query.floor.p50Ms} / ${s.query.floor.p99Ms}` : ''}` : '–',
         '–',
         '–',
       ],

@@ -1,7 +1,9 @@
 /**
  * Child process of the benchmark: asks the tunnel-state route over loopback at a steady rate, one request at a
  * time on a keep-alive connection, and prints one JSON line with the latency figures. In its own process so
- * that its timing is not delayed by the ingest work of the process it measures.
+ * that its timing is not delayed by the ingest work of the process it measures. With `floorUrl`, a second loop asks an
+ * idle server in a process of its own (floor-server.ts) at the same rate in the same window, on its own connection:
+ * the latency this machine adds to any request under the same load.
  *
  *   node query-child.js '{"baseUrl":"http://127.0.0.1:1234","paths":["/api/endpoints/1/tunnels/ab12cd34"],"durationMs":5000,"rate":200}'
  */
@@ -17,6 +19,16 @@ export interface QueryProbeInput {
   endAt?: number;
   /** Requests per second (one in flight at a time, so fewer when answers are slow). */
   rate: number;
+  /** An idle server's URL (path included), asked alongside on its own connection: the machine's floor. */
+  floorUrl?: string;
+}
+
+/** Latency figures of one loop of requests. */
+export interface LatencyFigures {
+  requests: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
 }
 
 export interface QueryProbeResult {
@@ -32,13 +44,16 @@ export interface QueryProbeResult {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** The floor loop's figures (with `floorUrl`): requests answered, no cut request counted. */
+  floor?: LatencyFigures;
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+const floorAgent = new Agent({ keepAlive: true, maxSockets: 1 });
 
-function get(url: string): Promise<number> {
+function get(url: string, via = agent): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { agent }, (res) => {
+    const req = request(url, { agent: via }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     });
@@ -48,6 +63,32 @@ function get(url: string): Promise<number> {
 }
 
 const quantile = (sorted: number[], q: number): number => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * q) - 1)]!);
+const round = (ms: number): number => Math.round(ms * 100) / 100;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function figures(samples: number[]): LatencyFigures {
+  samples.sort((a, b) => a - b);
+  return { requests: samples.length, p50Ms: round(quantile(samples, 0.5)), p99Ms: round(quantile(samples, 0.99)), maxMs: round(samples.at(-1) ?? 0) };
+}
+
+/**
+ * The floor loop: the same pacing against the idle server until `end`. Its requests are answered at once, so none is
+ * abandoned; one that fails is left out (the server is ours and local: a failure means it is gone).
+ */
+async function probeFloor(url: string, rate: number, startedAt: number, end: number): Promise<LatencyFigures> {
+  const samples: number[] = [];
+  const gapMs = 1000 / rate;
+  // The same unmeasured start as the main loop (connection set-up, first calls).
+  for (let i = 0; i < 10 && performance.now() < startedAt + 500; i++) await get(url, floorAgent).catch(() => undefined);
+  while (performance.now() < end) {
+    const started = performance.now();
+    const ok = await get(url, floorAgent).then(() => true, () => false);
+    if (ok && performance.now() <= end) samples.push(performance.now() - started);
+    const wait = started + gapMs - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+  return figures(samples);
+}
 
 export async function probe(input: QueryProbeInput): Promise<QueryProbeResult> {
   const samples: number[] = [];
@@ -57,6 +98,7 @@ export async function probe(input: QueryProbeInput): Promise<QueryProbeResult> {
   const gapMs = 1000 / input.rate;
   const startedAt = performance.now();
   const end = Math.min(startedAt + input.durationMs, input.endAt === undefined ? Infinity : startedAt + (input.endAt - Date.now()));
+  const floor = input.floorUrl ? probeFloor(input.floorUrl, input.rate, startedAt, end) : null;
   /** One request, or null if the window ends first (the request is then abandoned). */
   const ask = (i: number): Promise<number | null> => {
     const answer = get(input.baseUrl + input.paths[i % input.paths.length]!);
@@ -91,16 +133,17 @@ export async function probe(input: QueryProbeInput): Promise<QueryProbeResult> {
       errors++;
     }
     const wait = started + gapMs - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (wait > 0) await sleep(wait);
   }
-  samples.sort((a, b) => a - b);
-  const round = (ms: number): number => Math.round(ms * 100) / 100;
-  return { requests: samples.length, errors, notOk, cut, p50Ms: round(quantile(samples, 0.5)), p99Ms: round(quantile(samples, 0.99)), maxMs: round(samples.at(-1) ?? 0) };
+  const result: QueryProbeResult = { errors, notOk, cut, ...figures(samples) };
+  if (floor) result.floor = await floor;
+  return result;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const result = await probe(JSON.parse(process.argv[2]!) as QueryProbeInput);
   agent.destroy();
+  floorAgent.destroy();
   // Exits once written: an abandoned request (see `cut`) must not keep the process alive.
   process.stdout.write(JSON.stringify(result) + '\n', () => process.exit(0));
 }

@@ -77,6 +77,9 @@ describe('tunnelpulse bench', () => {
         expect(run.query, `query at ${run.offeredRate}`).toBeDefined();
         expect(run.query!.requests).toBeGreaterThan(0);
         expect(run.query!.errors + run.query!.notOk).toBe(0);
+        // The floor loop ran alongside, against the idle floor server, and was answered.
+        expect(run.query!.floor, `floor at ${run.offeredRate}`).toBeDefined();
+        expect(run.query!.floor!.requests).toBeGreaterThan(0);
         expect(run.window.byWriter!.stateFlusher).toEqual(w.state);
         expect(run.window.byWriter!.logBatcher).toEqual(w.log);
       } else {
