@@ -80,6 +80,18 @@ export function addCounters(a: Counters, b: Counters): Counters {
 
 export const isZero = allZero;
 
+/**
+ * Adds `delta` into `target`, in place. For values one tunnel owns (its traffic total, its hour buckets), which are
+ * updated on every counter move: a new object per event kept until the tunnel's next event was most of what the
+ * young generation copied and promoted at 20,000 events/s (docs/performance.md, Session 5).
+ */
+export function addCountersInto(target: Counters, delta: Counters): void {
+  target.tcprx += delta.tcprx;
+  target.tcptx += delta.tcptx;
+  target.udprx += delta.udprx;
+  target.udptx += delta.udptx;
+}
+
 /** Marks the start of a new process run (status stopped → running) at the given counters. */
 export function startRun(track: CounterTrack, counters: Counters): CounterTrack {
   return {
@@ -234,8 +246,7 @@ export function addToHourBuckets(
 /**
  * Sets the bucket `key` of a record its caller owns, in place, then drops the oldest buckets beyond `keepHours`
  * (the new one too, when its hour is older than every one kept). A tunnel's own record is changed this way instead
- * of being copied on every counter move; the bucket objects themselves are never mutated, so the ones already handed
- * to persistence keep their values.
+ * of being copied on every counter move.
  */
 export function putHourBucket(buckets: Record<string, Counters>, key: string, bucket: Counters, keepHours = HOUR_BUCKETS_KEPT): void {
   const held = buckets[key] !== undefined;
@@ -275,10 +286,15 @@ function countAtMost(record: Record<string, unknown>, max: number): boolean {
 /** Bytes per second between two samples, for the "current rate" of a tunnel. */
 export function ratesOf(delta: Counters, spanMs: number): Counters {
   if (spanMs <= 0) return { ...ZERO_COUNTERS };
-  return {
-    tcprx: Math.round((delta.tcprx * 1000) / spanMs),
-    tcptx: Math.round((delta.tcptx * 1000) / spanMs),
-    udprx: Math.round((delta.udprx * 1000) / spanMs),
-    udptx: Math.round((delta.udptx * 1000) / spanMs),
-  };
+  const rates = { ...ZERO_COUNTERS };
+  writeRates(rates, delta, spanMs);
+  return rates;
+}
+
+/** `ratesOf` written into `target` (a tunnel's own rates), in place; `spanMs` > 0. */
+export function writeRates(target: Counters, delta: Counters, spanMs: number): void {
+  target.tcprx = Math.round((delta.tcprx * 1000) / spanMs);
+  target.tcptx = Math.round((delta.tcptx * 1000) / spanMs);
+  target.udprx = Math.round((delta.udprx * 1000) / spanMs);
+  target.udptx = Math.round((delta.udptx * 1000) / spanMs);
 }

@@ -22,16 +22,16 @@ import {
 } from './model.js';
 import type { TunnelKey } from './records.js';
 import {
-  addCounters,
+  addCountersInto,
   applySample,
   hourKeyOf,
   keepsHourBucket,
   newCounterTrack,
   pickCounters,
   putHourBucket,
-  ratesOf,
   sampleUnchanged,
   startRun,
+  writeRates,
   type CounterTrack,
   type SampleFlag,
 } from './traffic.js';
@@ -64,13 +64,13 @@ export interface TunnelContext extends TunnelKey {
   pool: number;
   tcps: number;
   udps: number;
-  /** Last absolute counters as NodePass reported them. */
+  /** Last absolute counters as NodePass reported them (replaced per sample, never mutated: shared with `track.last`). */
   counters: Counters;
-  /** Sum of accepted deltas. */
+  /** Sum of accepted deltas. The tunnel's own object, updated in place (a frozen one is shared: replaced when it moves). */
   traffic: Counters;
-  /** Bytes per second over the last interval with a sample. */
+  /** Bytes per second over the last interval with a sample. Own and updated in place, like `traffic`. */
   rates: Counters;
-  /** Deltas per UTC hour (keys: hour start, epoch ms) for the last few hours. */
+  /** Deltas per UTC hour (keys: hour start, epoch ms) for the last few hours. Own buckets, updated in place. */
   hours: Record<string, Counters>;
   track: CounterTrack;
   /** Event time of the last applied state (staleness guard), 0 before any. */
@@ -128,6 +128,8 @@ export interface MemoryFailureParams extends TunnelKey {
 
 // Values every new context starts with, shared and frozen: they are replaced when they change, never
 // mutated in place, and sharing them keeps an idle tunnel small (docs/performance.md, memory per idle tunnel).
+// `traffic`, `rates` and the hour buckets become the tunnel's own objects when they first move, and are then
+// updated in place (`commitObservation`); whatever keeps their values beyond the event copies them.
 const EMPTY_META: InstanceMeta = Object.freeze({ peer: Object.freeze({ sid: '', type: '', alias: '' }), tags: Object.freeze({}) }) as InstanceMeta;
 const NOTHING_IGNORED: TunnelContext['ignored'] = Object.freeze({ stale: 0, duplicateLog: 0 });
 const NO_ANOMALIES: TunnelContext['anomalies'] = Object.freeze({ resets: 0, decreases: 0, resetJumps: 0, uncertainJumps: 0 });
@@ -149,8 +151,17 @@ function settingsOf(partial: Partial<TunnelSettings> | undefined): TunnelSetting
   return settings;
 }
 
+/** A copy of a counters value the tunnel will update in place; a frozen (shared) one stays shared. */
+const ownCounters = (c: Counters): Counters => (Object.isFrozen(c) ? c : { tcprx: c.tcprx, tcptx: c.tcptx, udprx: c.udprx, udptx: c.udptx });
+
 export function newTunnelContext(input: TunnelInput): TunnelContext {
-  if (input.restore) return { ...input.restore, settings: settingsOf(input.settings) };
+  if (input.restore) {
+    // The values updated in place are copied: the restored context must not share them with whatever it came from.
+    const restore = input.restore;
+    const hours: Record<string, Counters> = {};
+    for (const hour in restore.hours) hours[hour] = ownCounters(restore.hours[hour]!);
+    return { ...restore, traffic: ownCounters(restore.traffic), rates: ownCounters(restore.rates), hours, settings: settingsOf(input.settings) };
+  }
   return {
     endpointId: input.endpointId,
     instanceId: input.instanceId,
@@ -199,16 +210,21 @@ export interface Observation {
   /** The new values of the derived fields (the context's own object where unchanged). */
   meta: InstanceMeta;
   counters: Counters;
-  traffic: Counters;
-  rates: Counters;
   track: CounterTrack;
+  /** The accepted delta (zero when nothing moved), added to the traffic and the hour bucket when `hourKey` is set. */
+  delta: Counters;
+  /** > 0: the rates are recomputed from `delta` over this span (ms); 0: they stay. */
+  ratesSpanMs: number;
   statusChanges: StatusChange[];
   anomalies: TunnelContext['anomalies'];
   stateAt: number;
   updatedAt: number;
   deleted: boolean;
   deletedAt: number | null;
-  /** The hour bucket this event moved and its new value (null when nothing moved), put into the context's record. */
+  /**
+   * The hour bucket this event moves (null when nothing moved): the tunnel's own bucket of that hour, or a new zero
+   * one for an hour it does not hold, which `commitObservation` puts into its record; `delta` is added into it there.
+   */
   hourKey: string | null;
   hourBucket: Counters | null;
   hoursTouched: Record<string, Counters>;
@@ -293,9 +309,9 @@ export function observe(
     statusChanged: false,
     meta: ctx.meta,
     counters: ctx.counters,
-    traffic: ctx.traffic,
-    rates: ctx.rates,
     track: ctx.track,
+    delta: ZERO_COUNTERS,
+    ratesSpanMs: 0,
     statusChanges: ctx.statusChanges,
     anomalies: ctx.anomalies,
     stateAt: ctx.stateAt,
@@ -370,24 +386,25 @@ export function observe(
   if (sample) {
     const delta = sample.delta;
     moved = delta.tcprx + delta.tcptx + delta.udprx + delta.udptx > 0;
+    result.delta = delta;
     if (moved) {
       const key = hourKeyOf(receivedAt);
-      const bucket = addCounters(ctx.hours[key] ?? ZERO_COUNTERS, delta);
+      // Not yet in the tunnel's record when new: nothing of the context is written before the commit.
+      const bucket = ctx.hours[key] ?? { tcprx: 0, tcptx: 0, udprx: 0, udptx: 0 };
       result.hourKey = key;
       result.hourBucket = bucket;
       const touched: Record<string, Counters> = {};
       // A bucket for an hour older than every one kept is dropped by `putHourBucket` at once (and reported so).
       touched[key] = keepsHourBucket(ctx.hours, key) ? bucket : (undefined as unknown as Counters);
       result.hoursTouched = touched;
-      result.traffic = addCounters(ctx.traffic, delta);
     }
     const span = ctx.stateAt > 0 ? event.at - ctx.stateAt : 0;
-    if (span > 0) result.rates = ratesOf(delta, span);
+    if (span > 0) result.ratesSpanMs = span;
     const flags = sample.flags;
     if (flags.length > 0 && !flags.includes('baseline')) result.anomalies = countFlags(ctx.anomalies, flags);
   } else if (ctx.stateAt > 0 && event.at - ctx.stateAt > 0) {
-    // A span with no movement: the rate over it is zero (what ratesOf gives for a zero delta).
-    result.rates = ZERO_COUNTERS;
+    // A span with no movement: the rate over it is zero (the zero delta over that span).
+    result.ratesSpanMs = event.at - ctx.stateAt;
   }
 
   const statusChanged = inst.status !== ctx.status;
@@ -426,12 +443,13 @@ export function observe(
 }
 
 /**
- * Writes an observation into the tunnel's context, in place. The context belongs to this one actor and every
- * nested value is replaced, never mutated (so records handed to persistence keep what they saw) — except the
- * record of hour buckets, which is never handed out (persistence gets `hoursTouched`) and takes the new bucket in
- * place instead of being copied on every counter move. Why not `assign`: XState's assign copies the whole context
- * with `Object.assign({}, …)`, and V8 turns an object built that way with this many fields into a slow dictionary
- * object — measured 5–8 µs per event, the largest cost of the hot path (docs/performance.md).
+ * Writes an observation into the tunnel's context, in place. The context belongs to this one actor. Its traffic
+ * total, rates and hour buckets are its own objects and are updated in place (a frozen, shared one is replaced by an
+ * own copy when it first moves); every other nested value is replaced, never mutated. Whatever keeps those values
+ * beyond the event copies them: persistence when a flush builds its records (persister.ts `stateRecordOf`,
+ * `DirtyTunnel.build`), the HTTP views and the change feed serialise at once. Why not `assign`: XState's assign
+ * copies the whole context with `Object.assign({}, …)`, and V8 turns an object built that way with this many fields
+ * into a slow dictionary object — measured 5–8 µs per event, the largest cost of the hot path (docs/performance.md).
  */
 export function commitObservation(ctx: TunnelContext, obs: Observation): void {
   if (obs.logLines) ctx.logLines += obs.logLines;
@@ -455,12 +473,24 @@ export function commitObservation(ctx: TunnelContext, obs: Observation): void {
   ctx.tcps = inst.tcps;
   ctx.udps = inst.udps;
   ctx.counters = obs.counters;
-  ctx.traffic = obs.traffic;
-  ctx.rates = obs.rates;
   if (obs.hourKey !== null) {
+    const delta = obs.delta;
+    if (Object.isFrozen(ctx.traffic)) ctx.traffic = { ...ctx.traffic };
+    addCountersInto(ctx.traffic, delta);
+    const bucket = obs.hourBucket!;
+    addCountersInto(bucket, delta);
     // The shared empty record of a tunnel that never moved becomes its own on the first bucket.
     if (ctx.hours === NO_HOURS) ctx.hours = {};
-    putHourBucket(ctx.hours, obs.hourKey, obs.hourBucket!);
+    if (ctx.hours[obs.hourKey] !== bucket) putHourBucket(ctx.hours, obs.hourKey, bucket);
+  }
+  if (obs.ratesSpanMs > 0) {
+    const delta = obs.delta;
+    const zero = delta.tcprx === 0 && delta.tcptx === 0 && delta.udprx === 0 && delta.udptx === 0;
+    // Zero rates keep the shared zero of a tunnel that has not moved yet.
+    if (!(zero && ctx.rates === ZERO_COUNTERS)) {
+      if (Object.isFrozen(ctx.rates)) ctx.rates = { ...ctx.rates };
+      writeRates(ctx.rates, delta, obs.ratesSpanMs);
+    }
   }
   ctx.track = obs.track;
   ctx.stateAt = obs.stateAt;

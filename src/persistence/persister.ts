@@ -23,7 +23,7 @@ import type {
 } from '../../actors/tunnel.machine.js';
 import { parseLogLine } from '../../actors/log-line.js';
 import { staticFieldsOf, type Counters } from '../../actors/model.js';
-import type { CounterTrack } from '../../actors/traffic.js';
+import { pickCounters, type CounterTrack } from '../../actors/traffic.js';
 import type { DatabaseWriter, Stats } from '../runtime/stats.js';
 import { FLUSH_CHUNK_ROWS, type Store, type TunnelConfigWrite, type WriteResult } from '../db/store.js';
 import { CoalescingQueue, SpillingQueue, type CoalescedItem, type Deferred } from './queues.js';
@@ -133,8 +133,8 @@ export function toStateRecord(c: TunnelContext): TunnelStateRecord {
 /**
  * The state record of a tunnel, given the three fields that can move without a state change (`logLines` by a log
  * line, `at` by an event that repeats the state, `track` by a sample that drops an all-zero pending offset): the
- * state queue passes them as they were at the tunnel's last state change. The values the record points to are
- * never mutated (the tunnel replaces them), so it is a snapshot.
+ * state queue passes them as they were at the tunnel's last state change. A snapshot: the traffic total, which the
+ * tunnel updates in place, is copied; every other value it points to is replaced by the tunnel, never mutated.
  */
 function stateRecordOf(c: TunnelContext, at: number, logLines: number, track: CounterTrack): TunnelStateRecord {
   return {
@@ -148,7 +148,7 @@ function stateRecordOf(c: TunnelContext, at: number, logLines: number, track: Co
     tcps: c.tcps,
     udps: c.udps,
     counters: c.counters,
-    traffic: c.traffic,
+    traffic: pickCounters(c.traffic),
     resume: {
       track,
       logLines,
@@ -175,7 +175,10 @@ class DirtyTunnel implements Deferred<PendingState> {
   private at = 0;
   private logLines = 0;
   private track: CounterTrack;
-  /** The buckets touched since last taken, with their latest absolute values; handed over (not copied) when built. */
+  /**
+   * The buckets touched since last taken: the tunnel's own bucket objects, which it updates in place (only with a
+   * state change, which notes itself here), so their values when built are those of the last update; copied then.
+   */
   private hours: Record<string, Counters> | null = null;
 
   constructor(
@@ -206,7 +209,14 @@ class DirtyTunnel implements Deferred<PendingState> {
   }
 
   build(): PendingState {
-    const pending = { state: stateRecordOf(this.context, this.at, this.logLines, this.track), hours: this.hours ?? NO_HOURS };
+    const touched = this.hours;
+    let hours = NO_HOURS;
+    if (touched !== null) {
+      hours = {};
+      // An hour the tunnel dropped at once is noted as undefined (tunnel.machine.ts `observe`), and stays so.
+      for (const hour in touched) hours[hour] = touched[hour] === undefined ? touched[hour]! : pickCounters(touched[hour]!);
+    }
+    const pending = { state: stateRecordOf(this.context, this.at, this.logLines, this.track), hours };
     this.hours = null;
     if (this.updates <= 1) this.owners.delete(this.context);
     this.updates = 0;

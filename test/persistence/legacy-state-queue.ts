@@ -32,13 +32,17 @@ function refreshStateRecord(r: TunnelStateRecord, c: TunnelContext): void {
   r.tcps = c.tcps;
   r.udps = c.udps;
   r.counters = c.counters;
-  r.traffic = c.traffic;
+  // Copied: the tunnel updates its traffic total and hour buckets in place (the record keeps the update's values).
+  r.traffic = { ...c.traffic };
   const resume = (r.resume ??= {});
   resume['track'] = c.track;
   resume['logLines'] = c.logLines;
   resume['anomalies'] = c.anomalies;
   resume['statusChanges'] = c.statusChanges.length > 20 ? c.statusChanges.slice(-20) : c.statusChanges;
 }
+
+/** A bucket's values at the update (undefined: an hour the tunnel dropped at once, kept as such). */
+const copyBucket = (bucket: Counters | undefined): Counters => (bucket === undefined ? (bucket as unknown as Counters) : { ...bucket });
 
 function toStateRecord(c: TunnelContext): TunnelStateRecord {
   const record = { endpointId: c.endpointId, instanceId: c.instanceId } as TunnelStateRecord;
@@ -61,9 +65,11 @@ export class LegacyStateQueue {
     const prior = this.entries.get(key);
     if (prior) {
       if (c.stateAt >= prior.value.state.at) refreshStateRecord(prior.value.state, c);
-      for (const hour in p.hours) prior.value.hours[hour] = p.hours[hour]!;
+      for (const hour in p.hours) prior.value.hours[hour] = copyBucket(p.hours[hour]);
     } else {
-      this.entries.set(key, { value: { state: toStateRecord(c), hours: isEmpty(p.hours) ? {} : { ...p.hours } }, since: now });
+      const hours: Record<string, Counters> = {};
+      for (const hour in p.hours) hours[hour] = copyBucket(p.hours[hour]);
+      this.entries.set(key, { value: { state: toStateRecord(c), hours }, since: now });
     }
     return this.entries.size;
   }

@@ -262,6 +262,56 @@ describe('state queue: coalescing and a big flush', () => {
     expect(persister.stateQueue.size).toBe(1);
   });
 
+  it('hands the store snapshots: traffic and buckets updated in place by the tunnel while a flush is under way stay as taken', async () => {
+    // A store that keeps what it was given by reference and answers when told: the tunnel moves in between.
+    const given: Array<{ states: readonly TunnelStateRecord[]; buckets: readonly HourBucketRecord[] }> = [];
+    let answer: () => void = () => {};
+    const store = {
+      async flushTunnelStates(states: readonly TunnelStateRecord[], buckets: readonly HourBucketRecord[]) {
+        given.push({ states, buckets });
+        await new Promise<void>((resolve) => (answer = resolve));
+        return { statements: 2, rows: states.length + buckets.length, states: states.length, buckets: buckets.length };
+      },
+    } as unknown as PersistenceStore;
+    const persister = new Persister(store, new Stats(), () => 0, DEFAULT_PERSISTER_SETTINGS);
+    const machine = tunnelMachine.provide({ actions: effects(persister.tunnelEffects.queueState) });
+    const tunnel = createActor(machine, { input: { endpointId: 1, instanceId: 'moving' } }).start();
+    const observe = (at: number, tcprx: number) => {
+      const event = instanceEvent(at === T0 ? 'initial' : 'update', at, { tcprx, tcptx: 0 });
+      if (!observeInPlace(tunnel, event, at, 1)) tunnel.send({ type: 'tunnel.observe', event, receivedAt: at, connection: 1 });
+    };
+    observe(T0, 0);
+    observe(T0 + 1_000, 100);
+    const context = tunnel.getSnapshot().context;
+    const ownTraffic = context.traffic;
+    const ownBucket = context.hours[hourKeyOf(T0 + 1_000)]!;
+    const flush = persister.writeBatch('stateFlusher');
+    await vi.waitFor(() => expect(given).toHaveLength(1));
+    // The flush holds its rows; the tunnel moves on, updating the same objects in place.
+    observe(T0 + 2_000, 250);
+    expect(context.traffic).toBe(ownTraffic);
+    expect(ownTraffic.tcprx).toBe(250);
+    expect(ownBucket.tcprx).toBe(250);
+    expect(context.rates.tcprx).toBe(150);
+    answer();
+    await flush;
+    const { states, buckets } = given[0]!;
+    expect(states).toHaveLength(1);
+    expect(states[0]).toMatchObject({ at: T0 + 1_000, counters: { tcprx: 100 }, traffic: { tcprx: 100, tcptx: 0, udprx: 0, udptx: 0 } });
+    expect(states[0]!.traffic).not.toBe(ownTraffic);
+    expect(buckets).toEqual([{ endpointId: 1, instanceId: 'moving', hour: Number(hourKeyOf(T0 + 1_000)), traffic: { tcprx: 100, tcptx: 0, udprx: 0, udptx: 0 } }]);
+    expect(buckets[0]!.traffic).not.toBe(ownBucket);
+    // The move during the flush is queued for the next one, with its own values.
+    expect(persister.stateQueue.size).toBe(1);
+    const next = persister.writeBatch('stateFlusher');
+    await vi.waitFor(() => expect(given).toHaveLength(2));
+    answer();
+    await next;
+    expect(given[1]!.states[0]).toMatchObject({ at: T0 + 2_000, traffic: { tcprx: 250 } });
+    expect(given[1]!.buckets[0]!.traffic).toEqual({ tcprx: 250, tcptx: 0, udprx: 0, udptx: 0 });
+    tunnel.stop();
+  });
+
   it('prepares 10,000 dirty tunnels in turns of STATE_PREPARE_TURN_ROWS, letting the event loop run between them', async () => {
     const { store, calls } = recordingStore();
     const persister = new Persister(store, new Stats(), () => 0, DEFAULT_PERSISTER_SETTINGS);
