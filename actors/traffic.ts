@@ -122,6 +122,30 @@ export function sampleUnchanged(track: CounterTrack, sample: Counters): boolean 
 }
 
 /**
+ * The delta of the common sample — counters moving forward from the last one, no reset pending or seen — without
+ * building anything but the delta: what `applySample` computes for it, whose new track differs only by its last
+ * sample. Null when the sample needs `applySample` (a baseline, a reset, a decrease, a pending offset). The tunnel
+ * then writes the sample into its own `track.last` in place (tunnel.machine.ts `commitObservation`).
+ */
+export function forwardDelta(track: CounterTrack, sample: Counters): Counters | null {
+  const last = track.last;
+  if (last === null || track.pendingOffset !== null) return null;
+  // A decrease (the all-zero reset sample included) is a reset: `applySample`'s.
+  if (sample.tcprx < last.tcprx || sample.tcptx < last.tcptx || sample.udprx < last.udprx || sample.udptx < last.udptx) return null;
+  return {
+    tcprx: sample.tcprx - last.tcprx,
+    tcptx: sample.tcptx - last.tcptx,
+    udprx: sample.udprx - last.udprx,
+    udptx: sample.udptx - last.udptx,
+  };
+}
+
+/** A copy of a track and of its last sample (its other values are replaced, never mutated): what a record keeps. */
+export function copyTrack(track: CounterTrack): CounterTrack {
+  return { ...track, last: track.last === null ? null : pickCounters(track.last) };
+}
+
+/**
  * A copy of `track` with a new last sample. Written out rather than spread: the object then holds its six fields
  * itself (a spread copy keeps most of them in a separate property array, ~50 bytes more on every idle tunnel).
  */

@@ -24,6 +24,7 @@ import type { TunnelKey } from './records.js';
 import {
   addCountersInto,
   applySample,
+  forwardDelta,
   hourKeyOf,
   keepsHourBucket,
   newCounterTrack,
@@ -64,7 +65,7 @@ export interface TunnelContext extends TunnelKey {
   pool: number;
   tcps: number;
   udps: number;
-  /** Last absolute counters as NodePass reported them (replaced per sample, never mutated: shared with `track.last`). */
+  /** Last absolute counters as NodePass reported them: the track's own `last`, updated in place as counters move. */
   counters: Counters;
   /** Sum of accepted deltas. The tunnel's own object, updated in place (a frozen one is shared: replaced when it moves). */
   traffic: Counters;
@@ -128,8 +129,8 @@ export interface MemoryFailureParams extends TunnelKey {
 
 // Values every new context starts with, shared and frozen: they are replaced when they change, never
 // mutated in place, and sharing them keeps an idle tunnel small (docs/performance.md, memory per idle tunnel).
-// `traffic`, `rates` and the hour buckets become the tunnel's own objects when they first move, and are then
-// updated in place (`commitObservation`); whatever keeps their values beyond the event copies them.
+// `traffic`, `rates`, the hour buckets and the track's last sample become the tunnel's own objects when they first
+// move, and are then updated in place (`commitObservation`); whatever keeps their values beyond the event copies them.
 const EMPTY_META: InstanceMeta = Object.freeze({ peer: Object.freeze({ sid: '', type: '', alias: '' }), tags: Object.freeze({}) }) as InstanceMeta;
 const NOTHING_IGNORED: TunnelContext['ignored'] = Object.freeze({ stale: 0, duplicateLog: 0 });
 const NO_ANOMALIES: TunnelContext['anomalies'] = Object.freeze({ resets: 0, decreases: 0, resetJumps: 0, uncertainJumps: 0 });
@@ -211,6 +212,8 @@ export interface Observation {
   meta: InstanceMeta;
   counters: Counters;
   track: CounterTrack;
+  /** The sample moved the counters forward: `commitObservation` writes it into the track's own last sample. */
+  lastInPlace: boolean;
   /** The accepted delta (zero when nothing moved), added to the traffic and the hour bucket when `hourKey` is set. */
   delta: Counters;
   /** > 0: the rates are recomputed from `delta` over this span (ms); 0: they stay. */
@@ -310,6 +313,7 @@ export function observe(
     meta: ctx.meta,
     counters: ctx.counters,
     track: ctx.track,
+    lastInPlace: false,
     delta: ZERO_COUNTERS,
     ratesSpanMs: 0,
     statusChanges: ctx.statusChanges,
@@ -378,13 +382,16 @@ export function observe(
   // Counters: a new process run starts when the status leaves `stopped` (traffic.ts rule 4).
   let track = ctx.track;
   if (ctx.status === 'stopped' && inst.status !== 'stopped') track = startRun(track, ctx.counters);
-  // Most events move no counter (log lines, gauge-only updates): nothing to compute or allocate for them.
+  // Most events move no counter (log lines, gauge-only updates): nothing to compute or allocate for them. Of those
+  // that do, most move them forward: applied to the tunnel's own track in place (not on a track `startRun` just
+  // made, which shares its last sample with the one held), the others build a new track.
   const unchanged = sampleUnchanged(track, inst);
-  const sample = unchanged ? null : applySample(track, inst);
+  const forward = unchanged || track !== ctx.track || Object.isFrozen(track.last) ? null : forwardDelta(track, inst);
+  const sample = unchanged || forward !== null ? null : applySample(track, inst);
   const nextTrack = sample ? sample.track : track;
   let moved = false;
-  if (sample) {
-    const delta = sample.delta;
+  if (sample || forward) {
+    const delta = forward ?? sample!.delta;
     moved = delta.tcprx + delta.tcptx + delta.udprx + delta.udptx > 0;
     result.delta = delta;
     if (moved) {
@@ -400,8 +407,7 @@ export function observe(
     }
     const span = ctx.stateAt > 0 ? event.at - ctx.stateAt : 0;
     if (span > 0) result.ratesSpanMs = span;
-    const flags = sample.flags;
-    if (flags.length > 0 && !flags.includes('baseline')) result.anomalies = countFlags(ctx.anomalies, flags);
+    if (sample && sample.flags.length > 0 && !sample.flags.includes('baseline')) result.anomalies = countFlags(ctx.anomalies, sample.flags);
   } else if (ctx.stateAt > 0 && event.at - ctx.stateAt > 0) {
     // A span with no movement: the rate over it is zero (the zero delta over that span).
     result.ratesSpanMs = event.at - ctx.stateAt;
@@ -415,9 +421,10 @@ export function observe(
 
   result.instance = inst;
   result.meta = metaSame ? ctx.meta : inst.meta;
-  // The sample's copy of the counters, shared with the track: neither is ever mutated.
+  // The sample's copy of the counters, shared with the track (for a forward move: written into it by the commit).
   result.counters = nextTrack.last ?? pickCounters(inst);
   result.track = nextTrack;
+  result.lastInPlace = forward !== null;
   result.stateAt = event.at;
   result.updatedAt = receivedAt;
   if (isDelete) {
@@ -444,8 +451,9 @@ export function observe(
 
 /**
  * Writes an observation into the tunnel's context, in place. The context belongs to this one actor. Its traffic
- * total, rates and hour buckets are its own objects and are updated in place (a frozen, shared one is replaced by an
- * own copy when it first moves); every other nested value is replaced, never mutated. Whatever keeps those values
+ * total, rates, hour buckets and the track's last sample (which is also `counters`) are its own objects and are
+ * updated in place (a frozen, shared one is replaced by an own copy when it first moves); every other nested value
+ * is replaced, never mutated. Whatever keeps those values
  * beyond the event copies them: persistence when a flush builds its records (persister.ts `stateRecordOf`,
  * `DirtyTunnel.build`), the HTTP views and the change feed serialise at once. Why not `assign`: XState's assign
  * copies the whole context with `Object.assign({}, …)`, and V8 turns an object built that way with this many fields
@@ -472,7 +480,17 @@ export function commitObservation(ctx: TunnelContext, obs: Observation): void {
   ctx.pool = inst.pool;
   ctx.tcps = inst.tcps;
   ctx.udps = inst.udps;
-  ctx.counters = obs.counters;
+  if (obs.lastInPlace) {
+    // The track's own last sample (`observe` checked it is not frozen), shared with `counters`.
+    const last = obs.track.last!;
+    last.tcprx = inst.tcprx;
+    last.tcptx = inst.tcptx;
+    last.udprx = inst.udprx;
+    last.udptx = inst.udptx;
+    ctx.counters = last;
+  } else {
+    ctx.counters = obs.counters;
+  }
   if (obs.hourKey !== null) {
     const delta = obs.delta;
     if (Object.isFrozen(ctx.traffic)) ctx.traffic = { ...ctx.traffic };

@@ -23,7 +23,7 @@ import type {
 } from '../../actors/tunnel.machine.js';
 import { parseLogLine } from '../../actors/log-line.js';
 import { staticFieldsOf, type Counters } from '../../actors/model.js';
-import { pickCounters, type CounterTrack } from '../../actors/traffic.js';
+import { copyTrack, pickCounters, type CounterTrack } from '../../actors/traffic.js';
 import type { DatabaseWriter, Stats } from '../runtime/stats.js';
 import { FLUSH_CHUNK_ROWS, type Store, type TunnelConfigWrite, type WriteResult } from '../db/store.js';
 import { CoalescingQueue, SpillingQueue, type CoalescedItem, type Deferred } from './queues.js';
@@ -133,8 +133,9 @@ export function toStateRecord(c: TunnelContext): TunnelStateRecord {
 /**
  * The state record of a tunnel, given the three fields that can move without a state change (`logLines` by a log
  * line, `at` by an event that repeats the state, `track` by a sample that drops an all-zero pending offset): the
- * state queue passes them as they were at the tunnel's last state change. A snapshot: the traffic total, which the
- * tunnel updates in place, is copied; every other value it points to is replaced by the tunnel, never mutated.
+ * state queue passes them as they were at the tunnel's last state change. A snapshot: the counters, the traffic total
+ * and the track's last sample, which the tunnel updates in place, are copied; every other value it points to is
+ * replaced by the tunnel, never mutated.
  */
 function stateRecordOf(c: TunnelContext, at: number, logLines: number, track: CounterTrack): TunnelStateRecord {
   return {
@@ -147,10 +148,10 @@ function stateRecordOf(c: TunnelContext, at: number, logLines: number, track: Co
     pool: c.pool,
     tcps: c.tcps,
     udps: c.udps,
-    counters: c.counters,
+    counters: pickCounters(c.counters),
     traffic: pickCounters(c.traffic),
     resume: {
-      track,
+      track: copyTrack(track),
       logLines,
       anomalies: c.anomalies,
       statusChanges: c.statusChanges.length > 20 ? c.statusChanges.slice(-20) : c.statusChanges,

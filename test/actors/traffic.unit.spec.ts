@@ -8,6 +8,8 @@ import {
   addCounters,
   addToHourBuckets,
   applySample,
+  copyTrack,
+  forwardDelta,
   hourOf,
   HOUR_MS,
   isZero,
@@ -534,6 +536,55 @@ describe('sampleUnchanged (the no-op fast path callers test first)', () => {
     for (const k of COUNTER_KEYS) expect(sampleUnchanged(base, { ...counters(100, 200, 3, 4), [k]: 0 }), k).toBe(false);
     // Same counters, but a pending offset: applySample must see it (rule 3), so it is not a no-op.
     expect(sampleUnchanged({ ...base, pendingOffset: counters(5) }, counters(100, 200, 3, 4))).toBe(false);
+  });
+});
+
+describe('forwardDelta (the in-place fast path of a sample that moves the counters forward)', () => {
+  it('is exactly applySample whenever it answers: same delta, no flag, a track that differs only by its last sample', () => {
+    const random = mulberry32(2026);
+    let answered = 0;
+    let declined = 0;
+    for (let n = 0; n < 20_000; n++) {
+      const value = () => (random() < 0.2 ? 0 : intBetween(random, 0, 1_000_000));
+      const last = random() < 0.1 ? null : counters(value(), value(), value(), value());
+      const track: CounterTrack = {
+        ...newCounterTrack(),
+        last,
+        resetsInRun: intBetween(random, 0, 3),
+        pendingOffset: random() < 0.2 ? counters(value(), 0, value(), 0) : null,
+        runBase: random() < 0.5 ? counters(value()) : null,
+      };
+      // Mostly forward moves; now and then a counter down, all zero, or unchanged.
+      const move = () => (random() < 0.1 ? -intBetween(random, 1, 500) : random() < 0.3 ? 0 : intBetween(random, 1, 5_000));
+      const sample = random() < 0.05 ? counters(0, 0, 0, 0) : last ? counters(Math.max(0, last.tcprx + move()), Math.max(0, last.tcptx + move()), Math.max(0, last.udprx + move()), Math.max(0, last.udptx + move())) : counters(value());
+      const before = structuredClone(track);
+      const fast = forwardDelta(track, sample);
+      const full = applySample(track, sample);
+      expect(track).toEqual(before); // neither mutates the track
+      if (fast === null) {
+        declined++;
+        const decreased = last !== null && COUNTER_KEYS.some((k) => sample[k] < last[k]);
+        expect(last === null || track.pendingOffset !== null || decreased).toBe(true);
+        continue;
+      }
+      answered++;
+      expect(fast).toEqual(full.delta);
+      expect(full.flags).toEqual([]);
+      expect(full.track).toEqual({ ...track, last: { tcprx: sample.tcprx, tcptx: sample.tcptx, udprx: sample.udprx, udptx: sample.udptx } });
+    }
+    expect(answered).toBeGreaterThan(5_000);
+    expect(declined).toBeGreaterThan(2_000);
+  });
+
+  it('copyTrack copies the last sample and keeps the key order (the resume JSON is stored as text)', () => {
+    const track = { ...newCounterTrack(), last: counters(1, 2, 3, 4), runBase: counters(1) };
+    const copy = copyTrack(track);
+    expect(copy).toEqual(track);
+    expect(copy.last).not.toBe(track.last);
+    expect(JSON.stringify(copy)).toBe(JSON.stringify(track));
+    track.last.tcprx = 99;
+    expect(copy.last!.tcprx).toBe(1);
+    expect(copyTrack(newCounterTrack())).toEqual(newCounterTrack());
   });
 });
 

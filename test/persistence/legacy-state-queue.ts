@@ -4,6 +4,7 @@
  * as the reference the equivalence test (state-queue-equivalence.unit.spec.ts) compares the new queue with.
  */
 import type { Counters } from '../../actors/model.js';
+import { copyTrack } from '../../actors/traffic.js';
 import type { HourBucketRecord, TunnelStateRecord } from '../../actors/records.js';
 import type { StateChangeParams, TunnelContext } from '../../actors/tunnel.machine.js';
 
@@ -31,11 +32,12 @@ function refreshStateRecord(r: TunnelStateRecord, c: TunnelContext): void {
   r.pool = c.pool;
   r.tcps = c.tcps;
   r.udps = c.udps;
-  r.counters = c.counters;
-  // Copied: the tunnel updates its traffic total and hour buckets in place (the record keeps the update's values).
+  // Copied: the tunnel updates its counters, traffic total, track's last sample and hour buckets in place (the
+  // record keeps the update's values).
+  r.counters = { ...c.counters };
   r.traffic = { ...c.traffic };
   const resume = (r.resume ??= {});
-  resume['track'] = c.track;
+  resume['track'] = copyTrack(c.track);
   resume['logLines'] = c.logLines;
   resume['anomalies'] = c.anomalies;
   resume['statusChanges'] = c.statusChanges.length > 20 ? c.statusChanges.slice(-20) : c.statusChanges;

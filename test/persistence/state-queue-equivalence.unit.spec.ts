@@ -262,7 +262,7 @@ describe('state queue: coalescing and a big flush', () => {
     expect(persister.stateQueue.size).toBe(1);
   });
 
-  it('hands the store snapshots: traffic and buckets updated in place by the tunnel while a flush is under way stay as taken', async () => {
+  it('hands the store snapshots: counters, traffic and buckets updated in place by the tunnel while a flush is under way stay as taken', async () => {
     // A store that keeps what it was given by reference and answers when told: the tunnel moves in between.
     const given: Array<{ states: readonly TunnelStateRecord[]; buckets: readonly HourBucketRecord[] }> = [];
     let answer: () => void = () => {};
@@ -284,12 +284,16 @@ describe('state queue: coalescing and a big flush', () => {
     observe(T0 + 1_000, 100);
     const context = tunnel.getSnapshot().context;
     const ownTraffic = context.traffic;
+    const ownCounters = context.counters;
     const ownBucket = context.hours[hourKeyOf(T0 + 1_000)]!;
     const flush = persister.writeBatch('stateFlusher');
     await vi.waitFor(() => expect(given).toHaveLength(1));
     // The flush holds its rows; the tunnel moves on, updating the same objects in place.
     observe(T0 + 2_000, 250);
     expect(context.traffic).toBe(ownTraffic);
+    expect(context.counters).toBe(ownCounters);
+    expect(context.track.last).toBe(ownCounters);
+    expect(ownCounters.tcprx).toBe(250);
     expect(ownTraffic.tcprx).toBe(250);
     expect(ownBucket.tcprx).toBe(250);
     expect(context.rates.tcprx).toBe(150);
@@ -299,6 +303,7 @@ describe('state queue: coalescing and a big flush', () => {
     expect(states).toHaveLength(1);
     expect(states[0]).toMatchObject({ at: T0 + 1_000, counters: { tcprx: 100 }, traffic: { tcprx: 100, tcptx: 0, udprx: 0, udptx: 0 } });
     expect(states[0]!.traffic).not.toBe(ownTraffic);
+    expect(states[0]!.resume).toMatchObject({ track: { last: { tcprx: 100 } } });
     expect(buckets).toEqual([{ endpointId: 1, instanceId: 'moving', hour: Number(hourKeyOf(T0 + 1_000)), traffic: { tcprx: 100, tcptx: 0, udprx: 0, udptx: 0 } }]);
     expect(buckets[0]!.traffic).not.toBe(ownBucket);
     // The move during the flush is queued for the next one, with its own values.
