@@ -266,6 +266,10 @@ export class Runtime {
     return { value: snap.value, context: snap.context };
   }
 
+  /**
+   * The live contexts of an endpoint's tunnels (and of one, below): read them at once. The tunnel updates them in
+   * place, nested values included (counters, traffic, rates, buckets): copy what must be kept.
+   */
   tunnels(endpointId: number): TunnelContext[] {
     const ref = this.endpointRef(endpointId);
     if (!ref) return [];

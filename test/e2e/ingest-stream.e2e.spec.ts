@@ -117,7 +117,8 @@ describe('a half-open stream (the master answers, the stream is dead)', () => {
     expect(context().connections).toBe(1);
 
     const [id] = master.instanceIds();
-    const before = ingest.runtime.tunnel(endpoint.id, id!)!.counters;
+    // A copy: the tunnel's context is live, its counters updated in place.
+    const before = { ...ingest.runtime.tunnel(endpoint.id, id!)!.counters };
     master.addTraffic(id!, { tcprx: 777, tcptx: 333 });
     master.checkpoint(); // an update the dead stream never delivers
     await waitFor('the stream replaced', () => context().liveness.halfOpenReplaced === 1 && context().connections === 2, 10_000);
