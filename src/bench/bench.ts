@@ -659,9 +659,16 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
 const heldRate = (r: RunResult | undefined): HeldRate | null => (r ? { offered: r.offeredRate, produced: r.produced } : null);
 const fmt = (n: number): string => n.toLocaleString('en-US', { maximumFractionDigits: 0 });
 
+/**
+ * A pipeline's held step that carried the most (on equal production, the higher offer): a higher offer the simulators
+ * fell short of may have produced less. The capacity and the report's "highest rate held" row both use it.
+ */
+export function bestHeldRun(runs: readonly RunResult[]): RunResult | undefined {
+  return runs.filter((r) => r.held).sort((a, b) => b.produced - a.produced || b.offeredRate - a.offeredRate)[0];
+}
+
 function capacityOf(runs: readonly RunResult[], simulatorsLimit: boolean): Capacity {
-  // The held step that carried the most: a higher offer the simulators fell short of may have produced less.
-  const held = runs.filter((r) => r.held).sort((a, b) => b.produced - a.produced || b.offeredRate - a.offeredRate)[0];
+  const held = bestHeldRun(runs);
   const failedAt = runs.filter((r) => !r.held && (!held || r.offeredRate > held.offeredRate)).sort((a, b) => a.offeredRate - b.offeredRate)[0];
   return { held: heldRate(held), failedAt: heldRate(failedAt), limit: failedAt ? 'fell-behind' : simulatorsLimit ? 'simulators' : 'ladder-top' };
 }
@@ -760,7 +767,7 @@ function buildReport(
   ladder: { simulatorsLimit: boolean; adaptive: number | null },
 ): Omit<BenchReport, 'memoryErrors'> {
   const of = (kind: RunResult['pipeline']) => runs.filter((r) => r.pipeline === kind);
-  const bestHeld = (kind: RunResult['pipeline']) => of(kind).filter((r) => r.held).sort((a, b) => b.offeredRate - a.offeredRate)[0];
+  const bestHeld = (kind: RunResult['pipeline']) => bestHeldRun(of(kind));
   const maxThroughput = (kind: RunResult['pipeline']) => Math.max(0, ...of(kind).map((r) => r.throughput));
   const tpHeld = bestHeld('tunnelpulse');
   const refHeld = bestHeld('reference');

@@ -4,10 +4,21 @@
  * Hand-made step results; the figures are the arithmetic's expected outcomes, worked out in the comments.
  */
 import { describe, expect, it } from 'vitest';
-import { adaptiveRate, sustainedThroughput, throughputVerdict, type RunResult } from '../../src/bench/bench.js';
+import { adaptiveRate, bestHeldRun, sustainedThroughput, throughputVerdict, type RunResult } from '../../src/bench/bench.js';
 
 const run = (pipeline: RunResult['pipeline'], offeredRate: number, produced: number, held: boolean): RunResult =>
   ({ pipeline, offeredRate, produced, held, step: 'ladder' }) as RunResult;
+
+describe('the best held step', () => {
+  it('is the held step that produced the most, not the highest offer held', () => {
+    // As in the 19:49 ladder of Session 5: the 0.7× step (60,500 offered) held with less than the 60,000 step.
+    const runs = [run('tunnelpulse', 50_000, 48_817, true), run('tunnelpulse', 60_000, 56_450, true), run('tunnelpulse', 80_000, 67_204, false), { ...run('tunnelpulse', 60_500, 53_468, true), step: 'adaptive' as const }];
+    expect(bestHeldRun(runs)).toMatchObject({ offeredRate: 60_000, produced: 56_450 });
+    // Equal production: the higher offer.
+    expect(bestHeldRun([run('reference', 100_000, 84_000, true), run('reference', 120_000, 84_000, true)])).toMatchObject({ offeredRate: 120_000 });
+    expect(bestHeldRun([run('reference', 5_000, 4_000, false)])).toBeUndefined();
+  });
+});
 
 describe('sustained throughput from the ladder', () => {
   it('both fell behind: the capacity ratio is bracketed', () => {
