@@ -24,6 +24,7 @@ import type { TunnelKey } from './records.js';
 import {
   addCountersInto,
   applySample,
+  copyTrack,
   forwardDelta,
   hourKeyOf,
   keepsHourBucket,
@@ -161,7 +162,15 @@ export function newTunnelContext(input: TunnelInput): TunnelContext {
     const restore = input.restore;
     const hours: Record<string, Counters> = {};
     for (const hour in restore.hours) hours[hour] = ownCounters(restore.hours[hour]!);
-    return { ...restore, traffic: ownCounters(restore.traffic), rates: ownCounters(restore.rates), hours, settings: settingsOf(input.settings) };
+    return {
+      ...restore,
+      traffic: ownCounters(restore.traffic),
+      rates: ownCounters(restore.rates),
+      hours,
+      // A restored track that is not an object is kept as it is: the first event then fails alone (`memoryFailed`).
+      track: typeof restore.track === 'object' && restore.track !== null ? copyTrack(restore.track) : restore.track,
+      settings: settingsOf(input.settings),
+    };
   }
   return {
     endpointId: input.endpointId,
@@ -453,11 +462,11 @@ export function observe(
  * Writes an observation into the tunnel's context, in place. The context belongs to this one actor. Its traffic
  * total, rates, hour buckets and the track's last sample (which is also `counters`) are its own objects and are
  * updated in place (a frozen, shared one is replaced by an own copy when it first moves); every other nested value
- * is replaced, never mutated. Whatever keeps those values
- * beyond the event copies them: persistence when a flush builds its records (persister.ts `stateRecordOf`,
- * `DirtyTunnel.build`), the HTTP views and the change feed serialise at once. Why not `assign`: XState's assign
- * copies the whole context with `Object.assign({}, …)`, and V8 turns an object built that way with this many fields
- * into a slow dictionary object — measured 5–8 µs per event, the largest cost of the hot path (docs/performance.md).
+ * is replaced, never mutated. Whatever keeps those values beyond the event copies them: persistence when a flush
+ * builds its records (persister.ts `stateRecordOf`, `DirtyTunnel.build`); the HTTP views and the change feed
+ * serialise at once. Why not `assign`: XState's assign copies the whole context with `Object.assign({}, …)`, and V8
+ * turns an object built that way with this many fields into a slow dictionary object — measured 5–8 µs per event,
+ * the largest cost of the hot path (docs/performance.md).
  */
 export function commitObservation(ctx: TunnelContext, obs: Observation): void {
   if (obs.logLines) ctx.logLines += obs.logLines;

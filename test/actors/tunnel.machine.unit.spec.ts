@@ -339,3 +339,47 @@ describe('configuration changes', () => {
     }
   });
 });
+
+describe('values the tunnel updates in place', () => {
+  it('are its own: a restored tunnel does not change the context it was restored from', () => {
+    const first = startTunnel();
+    first.send(instanceEvent('initial', T0, { tcprx: 100 }));
+    first.send(instanceEvent('update', T0 + 1_000, { tcprx: 300 }));
+    const source = first.ctx();
+    const kept = structuredClone(source);
+    first.actor.stop();
+
+    const restored = startTunnel({ restore: source });
+    restored.send(instanceEvent('update', T0 + 2_000, { tcprx: 1_000 }));
+    const ctx = restored.ctx();
+    expect(ctx.counters.tcprx).toBe(1_000);
+    expect(ctx.track.last).toBe(ctx.counters);
+    expect(ctx.traffic.tcprx).toBe(900);
+    expect(ctx.rates.tcprx).toBe(700);
+    // The source's counters, track, traffic, rates and buckets are as they were.
+    expect(source).toEqual(kept);
+    expect(ctx.traffic).not.toBe(source.traffic);
+    expect(ctx.track).not.toBe(source.track);
+    for (const hour in ctx.hours) expect(ctx.hours[hour]).not.toBe(source.hours[hour]);
+  });
+
+  it('are updated in place event after event, with the values a fresh computation gives', () => {
+    const t = startTunnel();
+    t.send(instanceEvent('initial', T0, { tcprx: 0 }));
+    t.send(instanceEvent('update', T0 + 1_000, { tcprx: 500, udptx: 20 }));
+    const { traffic, counters: last, rates } = t.ctx();
+    t.send(instanceEvent('update', T0 + 3_000, { tcprx: 1_500, udptx: 60 }));
+    const ctx = t.ctx();
+    expect(ctx.traffic).toBe(traffic);
+    expect(ctx.counters).toBe(last);
+    expect(ctx.rates).toBe(rates);
+    expect(ctx.traffic).toEqual(counters(1_500, 0, 0, 60));
+    expect(ctx.counters).toEqual(counters(1_500, 0, 0, 60));
+    expect(ctx.rates).toEqual(counters(500, 0, 0, 20)); // 1,000 and 40 bytes over 2 s
+    // A reset builds a new track (rule 2/3), and the counters follow it.
+    t.send(instanceEvent('update', T0 + 4_000, { tcprx: 0, udptx: 0 }));
+    expect(t.ctx().counters).toEqual(counters(0, 0, 0, 0));
+    expect(t.ctx().counters).not.toBe(last);
+    expect(t.ctx().traffic).toEqual(counters(1_500, 0, 0, 60));
+  });
+});
