@@ -20,7 +20,7 @@ import { ReferencePipeline, createReferenceTables } from './reference.js';
 import type { MemoryProbeInput, MemoryProbeResult } from './memory-child.js';
 import type { QueryProbeInput, QueryProbeResult } from './query-child.js';
 import { spawnFloorServer, type FloorServer } from './floor-server.js';
-import { startWindowProfile } from './window-profile.js';
+import { startWindowHeapProfile, startWindowProfile } from './window-profile.js';
 import { SimFleet, stopAllSimulators, type LoadShape } from './sim-fleet.js';
 import type { DatabaseWriter, WriteCounts } from '../runtime/stats.js';
 import { BENCH_PIPELINE_SETTINGS, TunnelPulsePipeline, type PipelineSettings } from './tunnelpulse-pipeline.js';
@@ -54,6 +54,8 @@ export interface BenchOptions {
   seed: string;
   /** Folder for a CPU profile of each TunnelPulse window (none by default). */
   cpuProfileDir?: string;
+  /** Write a sampling heap profile of each TunnelPulse window (what outlived the young generation) into this folder. */
+  heapProfileDir?: string;
   progress?: (line: string) => void;
 }
 
@@ -442,6 +444,7 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
       behindAtStart: p0.framesSent + p0.queued - r0,
     };
     const profile = tp ? await startWindowProfile(options.cpuProfileDir) : null;
+    const heapProfile = tp ? await startWindowHeapProfile(options.heapProfileDir) : null;
     let queryRun: Promise<QueryProbeResult> | null = null;
     const queryRps = probeRate(rate, options);
     if (tp) {
@@ -468,6 +471,7 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
       ? { log: summary(tp.stats.commitLatency.log), state: summary(tp.stats.commitLatency.state) }
       : { log: summary(ref!.latency.log), state: summary(ref!.latency.state) };
     await profile?.stop(`tunnelpulse-${rate}`);
+    await heapProfile?.stop(`tunnelpulse-${rate}`);
     const query = queryRun ? { ...(await queryRun), rps: queryRps } : undefined;
     phase('window measured');
 

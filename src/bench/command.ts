@@ -24,6 +24,7 @@ interface BenchCommandOptions {
   adaptive: boolean;
   warmUpSeconds?: number;
   cpuProfile?: string;
+  heapProfile?: string;
 }
 
 /**
@@ -73,6 +74,7 @@ export function benchOptionsFrom(opts: BenchCommandOptions, config: Pick<Config,
     pipeline: { logBatchSize: config.logBatchSize, logFlushMs: config.logFlushMs, stateFlushMs: config.stateFlushMs, logDailyCap: config.logDailyCap },
     seed: opts.seed,
     ...(opts.cpuProfile ? { cpuProfileDir: opts.cpuProfile } : {}),
+    ...(opts.heapProfile ? { heapProfileDir: opts.heapProfile } : {}),
     progress,
   };
 }
@@ -97,6 +99,7 @@ export function registerBenchCommand(program: Command): Command {
     .option('--quick', `a run of about two minutes (rates ${QUICK_RATES.join(', ')}, 5 s windows, 10,000 idle tunnels)`, false)
     .option('--json', 'print the report as one JSON object', false)
     .option('--cpu-profile <dir>', "write a CPU profile of each TunnelPulse window into <dir> (steady state only)")
+    .option('--heap-profile <dir>', 'write a sampling heap profile of each TunnelPulse window into <dir>: what outlived the young generation (the garbage that costs GC pauses)')
     .action(async (opts: BenchCommandOptions) => {
       const config = loadConfig();
       const progress = (line: string) => void process.stderr.write(`${line}\n`);
