@@ -27,6 +27,7 @@ import {
   copyTrack,
   forwardDelta,
   hourKeyOf,
+  isZero,
   keepsHourBucket,
   newCounterTrack,
   pickCounters,
@@ -154,7 +155,7 @@ function settingsOf(partial: Partial<TunnelSettings> | undefined): TunnelSetting
 }
 
 /** A copy of a counters value the tunnel will update in place; a frozen (shared) one stays shared. */
-const ownCounters = (c: Counters): Counters => (Object.isFrozen(c) ? c : { tcprx: c.tcprx, tcptx: c.tcptx, udprx: c.udprx, udptx: c.udptx });
+const ownCounters = (c: Counters): Counters => (Object.isFrozen(c) ? c : pickCounters(c));
 
 export function newTunnelContext(input: TunnelInput): TunnelContext {
   if (input.restore) {
@@ -511,12 +512,10 @@ export function commitObservation(ctx: TunnelContext, obs: Observation): void {
     if (ctx.hours[obs.hourKey] !== bucket) putHourBucket(ctx.hours, obs.hourKey, bucket);
   }
   if (obs.ratesSpanMs > 0) {
-    const delta = obs.delta;
-    const zero = delta.tcprx === 0 && delta.tcptx === 0 && delta.udprx === 0 && delta.udptx === 0;
     // Zero rates keep the shared zero of a tunnel that has not moved yet.
-    if (!(zero && ctx.rates === ZERO_COUNTERS)) {
+    if (!(isZero(obs.delta) && ctx.rates === ZERO_COUNTERS)) {
       if (Object.isFrozen(ctx.rates)) ctx.rates = { ...ctx.rates };
-      writeRates(ctx.rates, delta, obs.ratesSpanMs);
+      writeRates(ctx.rates, obs.delta, obs.ratesSpanMs);
     }
   }
   ctx.track = obs.track;
