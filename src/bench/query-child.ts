@@ -72,21 +72,31 @@ function figures(samples: number[]): LatencyFigures {
 }
 
 /**
+ * Calls `ask` once every `gapMs` (one request at a time, so later when an answer is slow) until `end`, or until it
+ * returns false. The pacing both loops share.
+ */
+async function paced(gapMs: number, end: number, ask: (started: number) => Promise<boolean>): Promise<void> {
+  while (performance.now() < end) {
+    const started = performance.now();
+    if (!(await ask(started))) return;
+    const wait = started + gapMs - performance.now();
+    if (wait > 0) await sleep(wait);
+  }
+}
+
+/**
  * The floor loop: the same pacing against the idle server until `end`. Its requests are answered at once, so none is
  * abandoned; one that fails is left out (the server is ours and local: a failure means it is gone).
  */
 async function probeFloor(url: string, rate: number, startedAt: number, end: number): Promise<LatencyFigures> {
   const samples: number[] = [];
-  const gapMs = 1000 / rate;
   // The same unmeasured start as the main loop (connection set-up, first calls).
   for (let i = 0; i < 10 && performance.now() < startedAt + 500; i++) await get(url, floorAgent).catch(() => undefined);
-  while (performance.now() < end) {
-    const started = performance.now();
+  await paced(1000 / rate, end, async (started) => {
     const ok = await get(url, floorAgent).then(() => true, () => false);
     if (ok && performance.now() <= end) samples.push(performance.now() - started);
-    const wait = started + gapMs - performance.now();
-    if (wait > 0) await sleep(wait);
-  }
+    return true;
+  });
   return figures(samples);
 }
 
@@ -119,22 +129,20 @@ export async function probe(input: QueryProbeInput): Promise<QueryProbeResult> {
       break;
     }
   }
-  for (; performance.now() < end; i++) {
-    const started = performance.now();
+  await paced(gapMs, end, async (started) => {
     try {
-      const status = await ask(i);
+      const status = await ask(i++);
       samples.push(performance.now() - started);
       if (status === null) {
         cut++;
-        break;
+        return false;
       }
       if (status !== 200) notOk++;
     } catch {
       errors++;
     }
-    const wait = started + gapMs - performance.now();
-    if (wait > 0) await sleep(wait);
-  }
+    return true;
+  });
   const result: QueryProbeResult = { errors, notOk, cut, ...figures(samples) };
   if (floor) result.floor = await floor;
   return result;
