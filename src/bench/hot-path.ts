@@ -1,5 +1,5 @@
 /**
- * In-process micro-benchmark of the per-event hot path: SSE bytes → `SseParser` → `parseNodePassPayload` →
+ * In-process micro-benchmark of the per-event hot path: SSE bytes → `SseParser` → `NodePassPayloadParser` →
  * endpoint actor → tunnel actor → the persister's effects into its in-memory queues (the real `Persister`,
  * with no database behind it: nothing is written, the queues are emptied between batches as the supervisors
  * would). Beside it, on the same input, a reference pipeline: the same parser and `JSON.parse`, a plain
@@ -19,7 +19,7 @@ import { fleetMachine } from '../../actors/fleet.machine.js';
 import { tunnelMachine } from '../../actors/tunnel.machine.js';
 import type { ParsedEvent } from '../../actors/model.js';
 import { Persister, type PersistenceStore } from '../persistence/persister.js';
-import { parseNodePassPayload } from '../protocol/events.js';
+import { NodePassPayloadParser } from '../protocol/payload-parser.js';
 import { SseParser } from '../protocol/sse-parser.js';
 import { SteppedClock } from '../runtime/stepped-clock.js';
 import { EventDelivery } from '../runtime/delivery.js';
@@ -203,8 +203,9 @@ function startActorPipeline(endpoints: number, clock: SteppedClock, chunkEvents 
   const deliveries = refs.map((ref) => new EventDelivery(stats, now, (event: EndpointEvent) => ref.send(event), batching));
   const parsers = refs.map((ref, i) => {
     const delivery = deliveries[i]!;
+    const payloads = new NodePassPayloadParser();
     return new SseParser({
-      onEvent: (name, data) => delivery.deliver(parseNodePassPayload(data, name)),
+      onEvent: (name, data) => delivery.deliver(payloads.parse(data, name)),
       onRetry: () => ref.send({ type: 'stream.opened', at: clock.now() }),
     });
   });

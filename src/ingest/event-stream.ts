@@ -18,7 +18,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { ParsedEvent } from '../../actors/model.js';
-import { parseNodePassPayload } from '../protocol/events.js';
+import { NodePassPayloadParser } from '../protocol/payload-parser.js';
 import { DEFAULT_MAX_LINE_BYTES, SseParser } from '../protocol/sse-parser.js';
 import type { IngestScheduler } from '../runtime/ingest-scheduler.js';
 import { masterResourceUrl } from './master-url.js';
@@ -169,11 +169,13 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
     }
   };
 
+  // Per connection: what it remembers of each tunnel is rebuilt from the snapshot that starts every stream.
+  const payloads = new NodePassPayloadParser();
   const parser = new SseParser(
     {
       onEvent(eventName, data) {
         if (finished) return; // the rest of a chunk after a callback closed the stream
-        const parsed = parseNodePassPayload(data, eventName);
+        const parsed = payloads.parse(data, eventName);
         if (parsed.kind === 'rejected') {
           stats.rejected += 1;
           deliver(() => options.onRejected({ kind: 'payload', reason: parsed.reason, eventName, rawData: data }));

@@ -12,7 +12,7 @@
 import { createActor, fromCallback } from 'xstate';
 import { endpointMachine, type EndpointEvent, type EndpointInput, type StreamCloseKind } from '../../actors/endpoint.machine.js';
 import { fleetMachine, type FleetContext, type FleetInput } from '../../actors/fleet.machine.js';
-import { parseNodePassPayload } from '../protocol/events.js';
+import { NodePassPayloadParser } from '../protocol/payload-parser.js';
 import { SteppedClock } from '../runtime/stepped-clock.js';
 import { buildReport, type ReplayReport } from './report.js';
 import { readReplaySource, type ReplayItem } from './sources.js';
@@ -149,6 +149,8 @@ export function startReplay(streams: Stream[], wiring: ReplayWiring = {}): Repla
   const send = (i: number, event: EndpointEvent) => endpointRef(i).send(event);
 
   const cursors: Cursor[] = streams.map((stream) => ({ stream, index: 0, times: timeline(stream.items) }));
+  // One per endpoint, as live ingest has one per connection (its results do not depend on what it remembers).
+  const payloads = streams.map(() => new NodePassPayloadParser());
   // Start the clock at the earliest time in the input, so timers and intervals are in real event time.
   const start = Math.min(...cursors.map((c) => c.times[0] ?? Infinity));
   if (Number.isFinite(start)) clock.advanceTo(start);
@@ -180,7 +182,7 @@ export function startReplay(streams: Stream[], wiring: ReplayWiring = {}): Repla
         break;
       }
       case 'payload':
-        send(pick, { type: 'stream.event', parsed: parseNodePassPayload(item.data, item.eventName), receivedAt: now });
+        send(pick, { type: 'stream.event', parsed: payloads[pick]!.parse(item.data, item.eventName), receivedAt: now });
         break;
       case 'overflow':
         send(pick, { type: 'stream.event', parsed: { kind: 'rejected', reason: `line over the size limit (${item.bytes} bytes)` }, receivedAt: now });
