@@ -24,6 +24,8 @@ import { API_KEY_RECORD_ID, parseGoTime, parseNodePassPayload } from './events.j
  * rarely changing field, and those fields' values as the full parser decoded them from exactly that text.
  */
 interface KnownTunnel {
+  /** The id as first parsed: every event of the tunnel hands on this one string (a property key V8 has seen). */
+  id: string;
   /** From the id's closing quote to the status value: `","alias":…,"type":…,"status":"`. */
   beforeStatus: string;
   /** From the status value's closing quote through the mode's key: `,"url":…,"meta":{…}},"mode":`. */
@@ -97,6 +99,7 @@ export class NodePassPayloadParser {
     }
     if (this.known.size >= this.maxKnown && !this.known.has(instance.id)) this.known.clear();
     this.known.set(instance.id, {
+      id: instance.id,
       // Copies, so the tunnel's entry does not keep the whole payload alive (a slice may share its parent's text).
       beforeStatus: ownCopy(data.slice(found.idEnd, found.statusStart)),
       afterStatus: ownCopy(data.slice(found.statusEnd, found.modeStart)),
@@ -120,15 +123,17 @@ export class NodePassPayloadParser {
     let p = envelope.start.length;
     const timeEnd = plainStringEnd(data, p);
     if (timeEnd === -1) return undefined;
-    const time = data.slice(p, timeEnd);
+    // Decoded into a string of its own, as JSON.parse does: a slice would keep the whole payload alive for as long
+    // as the time is kept (a log line's identity keeps it for its dedupe window).
+    const time = decodeString(data, p - 1, timeEnd);
+    if (time === undefined) return undefined;
     const at = parseGoTime(time);
     if (!Number.isFinite(at)) return undefined;
     p = literal(data, timeEnd, '","instance":{"id":"');
     if (p === -1) return undefined;
     const idEnd = plainStringEnd(data, p);
     if (idEnd === -1 || idEnd === p || idEnd - p > MAX_ID_LENGTH) return undefined;
-    const id = data.slice(p, idEnd);
-    const known = this.known.get(id);
+    const known = this.known.get(data.slice(p, idEnd));
     if (known === undefined) return undefined;
 
     p = literal(data, idEnd, known.beforeStatus);
@@ -170,7 +175,7 @@ export class NodePassPayloadParser {
     if (p + 2 !== data.length || data.charCodeAt(p + 1) !== 125 /* } */) return undefined;
 
     const instance: Instance = {
-      id,
+      id: known.id,
       alias: known.alias,
       type: known.type,
       status,
@@ -337,10 +342,11 @@ function stringEnd(data: string, p: number): number {
   return -1;
 }
 
-/** The string literal from `open` (its opening quote) to `close` (its closing quote), decoded; undefined if invalid. */
+/**
+ * The string literal from `open` (its opening quote) to `close` (its closing quote), decoded into a string of its
+ * own (not a slice sharing the payload's memory); undefined if invalid.
+ */
 function decodeString(data: string, open: number, close: number): string | undefined {
-  const text = data.slice(open + 1, close);
-  if (text.indexOf('\\') === -1) return text;
   try {
     return JSON.parse(data.slice(open, close + 1)) as string;
   } catch {

@@ -5,6 +5,8 @@
  * plain integers, values out of range, broken text). Each comparison is strict (`-0` ≠ `0`, key sets exact), and
  * each suite also checks that the fast reading actually ran, so the proof is not vacuous.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { NodePassEventType, ParsedEvent } from '../../actors/model.js';
 import { parseNodePassPayload } from '../../src/protocol/events.js';
@@ -290,6 +292,31 @@ describe('what it keeps', () => {
     expect(second.event.instance.url).toBe(first.event.instance.url);
     expect(third.event.instance.url).toBe('server://a:1/b:2?log=info');
     expect(parser.fullReads).toBe(2);
+  });
+
+  it("keeps no payload alive through the strings it hands out (a log line's time is kept for minutes)", () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const parser = new NodePassPayloadParser();
+    const t = newTunnel(mulberry32(3), 0);
+    t.url = `server://a:1/b:2?pad=${'x'.repeat(50_000)}`;
+    const logEvent = (i: number): string =>
+      encodeEnvelope('log', `2026-11-26T09:00:00.${String(i).padStart(9, '0')}Z`, encodeInstance(t), `plain line ${i} of the log`);
+    parser.parse(logEvent(0));
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const kept: string[] = [];
+    for (let i = 1; i <= 2_000; i++) {
+      const parsed = parser.parse(logEvent(i));
+      if (parsed.kind !== 'instance') throw new Error('not an instance event');
+      kept.push(parsed.event.time, parsed.event.logs, parsed.event.instance.id);
+    }
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    expect(parser.fastReads).toBe(2_000);
+    // 2,000 payloads of 50 KB: 100 MB if a kept string shared its payload; a few hundred KB when they are their own.
+    expect(grown).toBeLessThan(10_000_000);
+    expect(kept).toHaveLength(6_000);
   });
 
   it('forgets a deleted tunnel, and starts over past its bound', () => {
