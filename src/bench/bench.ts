@@ -135,6 +135,13 @@ export interface RunResult {
   drainSeconds: number;
   /** Tunnel-state query latency during the window (TunnelPulse steps), and the probe's request rate. */
   query?: QueryProbeResult & { rps: number };
+  /**
+   * What the window cost this process (both pipelines run in it, one at a time): the main thread's busy share
+   * (event-loop utilisation) and its busy time per event received, and the CPU of all its threads per event.
+   * Unlike the held rate, this does not depend on the simulators producing enough: a single-threaded pipeline
+   * whose loop is busy B µs per event cannot take more than ~1,000,000 / B events per second.
+   */
+  cost: { loopUtilization: number; busyUsPerEvent: number; cpuUsPerEvent: number };
   /** Why this step ran: a rung of the ladder, or the step added to answer the 0.7× question. */
   step: 'ladder' | 'adaptive';
   error?: string;
@@ -212,6 +219,10 @@ export interface BenchReport {
     stateStatementsPer1000Updates: Comparison;
     logStatementsPer1000Logs: Comparison;
     rowsPer1000Updates: Comparison;
+    /** Main-thread busy µs per event at `comparedAtRate` (ratio > 1: TunnelPulse costs more). */
+    busyUsPerEvent: Comparison;
+    /** 1,000,000 / busy µs per event: the rate each main thread could take at that cost (ratio: TunnelPulse / reference). */
+    capacityByCost: Comparison;
     memoryBytesPerTunnel: Array<{ tunnels: number } & Comparison>;
     query: (QueryProbeResult & { duringThroughput: number }) | null;
   };
@@ -443,6 +454,8 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
       outcome,
       behindAtStart: p0.framesSent + p0.queued - r0,
     };
+    const elu0 = performance.eventLoopUtilization();
+    const cpu0 = process.cpuUsage();
     const profile = tp ? await startWindowProfile(options.cpuProfileDir) : null;
     const heapProfile = tp ? await startWindowHeapProfile(options.heapProfileDir) : null;
     let queryRun: Promise<QueryProbeResult> | null = null;
@@ -461,6 +474,8 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
     await sleep(options.stepSeconds * 1000);
     await fleet.freshStats(Date.now());
     const t1 = performance.now();
+    const elu = performance.eventLoopUtilization(elu0);
+    const cpu = process.cpuUsage(cpu0);
     const p1 = fleet.produced();
     const r1 = received();
     const b1 = byType();
@@ -543,6 +558,11 @@ async function runStep(ctx: BenchContext, pipelineKind: 'tunnelpulse' | 'referen
       consistent: framesSent === totals.received && logEventsReceived === logRowsCommitted && rejected === 0,
       drainSeconds: round(drainSeconds, 1),
       query,
+      cost: {
+        loopUtilization: round(elu.utilization, 3),
+        busyUsPerEvent: events > 0 ? round((elu.active * 1000) / events, 2) : 0,
+        cpuUsPerEvent: events > 0 ? round((cpu.user + cpu.system) / events, 2) : 0,
+      },
       step,
       error,
     };
@@ -762,6 +782,11 @@ const LIMITS_FOUND: Record<SustainedThroughput['kind'], string> = {
   undetermined: 'no reference rate held',
 };
 
+/** The rate a pipeline's main thread could take at the cost per event it had in a run (null without events). */
+function rateAtCost(run: RunResult | undefined): number | null {
+  return run && run.cost.busyUsPerEvent > 0 ? Math.round(1_000_000 / run.cost.busyUsPerEvent) : null;
+}
+
 function buildReport(
   options: BenchOptions,
   runs: RunResult[],
@@ -806,6 +831,8 @@ function buildReport(
     stateStatementsPer1000Updates: compare(tp?.stateStatementsPer1000Updates, ref?.stateStatementsPer1000Updates),
     logStatementsPer1000Logs: compare(tp?.logStatementsPer1000Logs, ref?.logStatementsPer1000Logs),
     rowsPer1000Updates: compare(tp?.rowsPer1000Updates, ref?.rowsPer1000Updates),
+    busyUsPerEvent: compare(tp?.cost.busyUsPerEvent, ref?.cost.busyUsPerEvent),
+    capacityByCost: compare(rateAtCost(tp), rateAtCost(ref)),
     memoryBytesPerTunnel,
     query: queryRun?.query ? { ...queryRun.query, duringThroughput: queryRun.throughput } : null,
   };
@@ -822,7 +849,7 @@ function buildReport(
       value:
         s.heldRatio === null
           ? '–'
-          : `${s.heldRatio}× (${fmt(s.tunnelpulse.held?.produced ?? 0)} of ${fmt(s.reference.held!.produced)}/s; needed ${fmt(s.needed!)}${s.adaptiveRate ? `, step ${fmt(s.adaptiveRate)}/s added` : ''}; ${LIMITS_FOUND[s.kind]}); peak received ${throughputRatio ?? '–'}×`,
+          : `${s.heldRatio}× (${fmt(s.tunnelpulse.held?.produced ?? 0)} of ${fmt(s.reference.held!.produced)}/s; needed ${fmt(s.needed!)}${s.adaptiveRate ? `, step ${fmt(s.adaptiveRate)}/s added` : ''}; ${LIMITS_FOUND[s.kind]}); peak received ${throughputRatio ?? '–'}×${summaryBlock.capacityByCost.ratio !== null ? `; by main-thread cost at ${fmt(comparedAtRate)}/s ${summaryBlock.capacityByCost.ratio}×` : ''}`,
       holds: throughputVerdict(s),
     },
     {

@@ -139,7 +139,7 @@ export function formatBenchReport(report: BenchReport): string {
   const fullProbeRps = Math.max(0, ...report.runs.map((r) => r.query?.rps ?? 0));
   out.push(
     ...table(
-      ['pipeline', 'offered/s', 'produced/s', 'received/s', 'warm-up s', 'backlog +', 'held', 'log p50/p99 ms', 'state p50/p99 ms', 'query p50/p99 ms', 'floor p99 ms', 'consistent'],
+      ['pipeline', 'offered/s', 'produced/s', 'received/s', 'warm-up s', 'backlog +', 'held', 'log p50/p99 ms', 'state p50/p99 ms', 'query p50/p99 ms', 'floor p99 ms', 'loop busy', 'busy µs/event', 'consistent'],
       report.runs.map((r) => [
         pipelineCell(r),
         num(r.offeredRate),
@@ -152,6 +152,8 @@ export function formatBenchReport(report: BenchReport): string {
         latencyCell(r.latency.state),
         r.query ? `${num(r.query.p50Ms, 1)} / ${num(r.query.p99Ms, 1)}${r.query.cut ? ' (cut)' : ''}${r.query.rps < fullProbeRps ? ` (${r.query.rps}/s)` : ''}` : '–',
         r.query?.floor ? num(r.query.floor.p99Ms, 1) : '–',
+        `${Math.round(r.cost.loopUtilization * 100)} %`,
+        num(r.cost.busyUsPerEvent, 1),
         r.consistent ? 'yes' : `NO (${r.totals.received}/${r.totals.framesSent} frames, ${r.totals.logRowsCommitted}/${r.totals.logEventsReceived} logs)`,
       ]),
     ),
@@ -159,6 +161,7 @@ export function formatBenchReport(report: BenchReport): string {
     '  (lag): the backlog stopped shrinking, growing by < 5 % of the offer per second; (behind): growing faster; (budget): still shrinking at the wait\'s bound. Latencies: commits within the window.',
     '(short): the simulators produced < 90 % of the offer; query (cut): a request still unanswered at the window\'s end, counted with its wait so far; (N/s): a light probe (steps above the query target\'s offer);',
     '  floor: the same probe, same window, against an idle process that answers a reply of the same size (what the machine adds to any request under this load)',
+    'loop busy: the main thread\'s event-loop utilisation in the window; busy µs/event: its busy time per event received (TunnelPulse\'s includes answering the query probe)',
     '',
   );
   // Writes per kind of data in each window: the state flusher's figure is the issue's statements-per-updates target.
@@ -192,6 +195,8 @@ export function formatBenchReport(report: BenchReport): string {
       row('log statements per 1,000 log lines', s.logStatementsPer1000Logs, 2),
       row('all statements per 1,000 updates', s.statementsPer1000Updates, 2),
       row('rows per 1,000 updates', s.rowsPer1000Updates, 1),
+      row('main-thread busy µs per event', s.busyUsPerEvent, 1),
+      row('events/s one main thread takes at that cost', s.capacityByCost),
       ...s.memoryBytesPerTunnel.map((mem) => row(`RSS per idle tunnel, bytes (${num(mem.tunnels)})`, mem)),
       [
         'tunnel-state query p50 / p99, ms',

@@ -72,6 +72,11 @@ describe('tunnelpulse bench', () => {
       // The window starts after the warm-up: the initial snapshot, then caught up (a tiny load always is).
       expect(run.warmUp.outcome).toBe('caught-up');
       expect(run.warmUp.seconds).toBeGreaterThanOrEqual(run.warmUp.snapshotSeconds);
+      // The window's cost: some of the loop was busy, and the busy time per event is that share over the events.
+      expect(run.cost.loopUtilization).toBeGreaterThan(0);
+      expect(run.cost.loopUtilization).toBeLessThanOrEqual(1);
+      expect(run.cost.busyUsPerEvent).toBeCloseTo((run.cost.loopUtilization * run.windowSeconds * 1e6) / run.window.events, -1);
+      expect(run.cost.cpuUsPerEvent).toBeGreaterThan(0);
       if (run.pipeline === 'tunnelpulse') {
         // Every TunnelPulse window has its query probe; the per-writer counters are reported as Stats keeps them.
         expect(run.query, `query at ${run.offeredRate}`).toBeDefined();
@@ -104,6 +109,11 @@ describe('tunnelpulse bench', () => {
       expect(m.gc).toBe(true);
     }
     expect(report.summary.throughput.ratio).not.toBeNull();
+    // The cost comparison is read at the step both ran, and the rate at that cost is its inverse.
+    const cost = report.summary.busyUsPerEvent;
+    expect(cost.tunnelpulse).toBeGreaterThan(0);
+    expect(report.summary.capacityByCost.tunnelpulse).toBe(Math.round(1_000_000 / cost.tunnelpulse!));
+    expect(report.summary.capacityByCost.reference).toBe(Math.round(1_000_000 / cost.reference!));
     expect(report.targets.map((t) => t.name)).toHaveLength(5);
   });
 });
