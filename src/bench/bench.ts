@@ -709,8 +709,9 @@ export function sustainedThroughput(runs: readonly RunResult[], simulatorsLimit:
   const heldRatio = tp.held && ref.held ? ratio(tp.held.produced, ref.held.produced) : ref.held ? 0 : null;
   // A pipeline that fell behind at a rate whose production was below its held step's (the simulators and the
   // pipeline share two cores: at a high offer the simulators starve it) is bounded by the held step, not by that.
-  const refCeiling = ref.failedAt ? Math.max(ref.failedAt.produced, ref.held?.produced ?? 0) : null;
-  const capacityRatio = { low: refCeiling !== null ? (ratio(tp.held?.produced ?? 0, refCeiling) ?? null) : null, high: ratio(tp.failedAt?.produced, ref.held?.produced) };
+  const ceiling = (c: Capacity): number | null => (c.failedAt ? Math.max(c.failedAt.produced, c.held?.produced ?? 0) : null);
+  const refCeiling = ceiling(ref);
+  const capacityRatio = { low: refCeiling !== null ? (ratio(tp.held?.produced ?? 0, refCeiling) ?? null) : null, high: ratio(ceiling(tp) ?? undefined, ref.held?.produced) };
   const kind: SustainedThroughput['kind'] = !ref.held
     ? 'undetermined'
     : tp.failedAt && ref.failedAt

@@ -121,6 +121,21 @@ describe('the throughput target verdict', () => {
     expect(throughputVerdict(s)).toBe(false);
   });
 
+  it('bounds TunnelPulse the same way: its ceiling is never below what it held', () => {
+    // Session 6's ladder (21:18): TunnelPulse held 50,000/s (44,501 produced) and fell behind at 60,000/s having
+    // produced less (42,853); the reference held 60,000/s (55,850) and fell behind at 80,000/s (46,930).
+    const runs = [
+      run('reference', 60_000, 55_850, true),
+      run('reference', 80_000, 46_930, false),
+      run('tunnelpulse', 50_000, 44_501, true),
+      run('tunnelpulse', 60_000, 42_853, false),
+    ];
+    const s = sustainedThroughput(runs, false, null);
+    // Both capacities are bounded by their held steps: 44,501 / 55,850 on both sides (not low 0.8 > high 0.77).
+    expect(s.capacityRatio).toEqual({ low: 0.8, high: 0.8 });
+    expect(throughputVerdict(s)).toBe(true);
+  });
+
   it('takes the held step that carried the most, not the highest offer (simulators short at the top)', () => {
     // 2026-11-26 16:53: the reference held 100,000/s (92,162 produced) and 120,000/s (86,118: the simulators short).
     const runs = [
