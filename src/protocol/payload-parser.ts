@@ -90,9 +90,14 @@ export class NodePassPayloadParser {
     return this.known.size;
   }
 
-  /** After a full read: keeps the tunnel's wire text around its status, if the payload is in the canonical form. */
+  /**
+   * After a full read: keeps the tunnel's wire text around its status, if the payload is in the canonical form.
+   * Not for a snapshot's `initial` event: a tunnel that sends nothing after it (stopped, or waiting for its peer:
+   * no checkpoints, PROTOCOL §7) would hold ~0.7 KB for nothing; one that streams is kept at its next event (a
+   * running instance checkpoints every 5 s), whose full read is the only price.
+   */
   private remember(data: string, type: InstanceEventType, instance: Instance): void {
-    const found = type === 'delete' ? undefined : locateStatus(data, instance);
+    const found = type === 'delete' || type === 'initial' ? undefined : locateStatus(data, instance);
     if (found === undefined) {
       this.known.delete(instance.id);
       return;

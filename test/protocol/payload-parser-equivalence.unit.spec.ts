@@ -319,6 +319,18 @@ describe('what it keeps', () => {
     expect(kept).toHaveLength(6_000);
   });
 
+  it("keeps nothing for a snapshot's initial event, only once the tunnel streams", () => {
+    const parser = new NodePassPayloadParser();
+    const t = newTunnel(mulberry32(4), 0);
+    parser.parse(encodeEnvelope('initial', '2026-11-26T09:00:00Z', encodeInstance(t)));
+    expect(parser.knownCount).toBe(0);
+    parser.parse(update(t, 5));
+    expect(parser.knownCount).toBe(1);
+    parser.parse(update(t, 10));
+    expect(parser.fastReads).toBe(1);
+    expect(parser.fullReads).toBe(2);
+  });
+
   it('forgets a deleted tunnel, and starts over past its bound', () => {
     const parser = new NodePassPayloadParser(3);
     const rnd = mulberry32(2);
