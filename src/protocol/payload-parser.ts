@@ -5,9 +5,9 @@
  * Why: `JSON.parse` of a ~600-byte instance event was a quarter of the ingest thread at 50,000 events/s
  * (docs/performance.md, Session 6), and most of that is decoding the same `url`, `config`, `alias` and `meta`
  * again for every event of a tunnel. A master writes its events in one fixed form (Go's encoder: fields in struct
- * order, no whitespace, PROTOCOL §4–§5.2), so a tunnel's next event can be read by checking, in place, that its
- * rarely changing strings still decode to the values of its previous event, and reading only what moves (time,
- * status, gauges, counters, the log line).
+ * order, no whitespace, PROTOCOL §4–§5.2), so a tunnel's next event can be read by checking, in place, that the
+ * wire text around its status (every rarely changing field) is the text of its last fully parsed event, and
+ * reading only what moves (time, status, gauges, counters, the log line).
  *
  * The rule that keeps this exact: the fast reading accepts a payload only when the whole text is in that form and
  * every value in it is valid; it then returns what `parseNodePassPayload` returns for the same text (the same
@@ -17,7 +17,7 @@
  * test/protocol/payload-parser-equivalence.unit.spec.ts.
  */
 import type { Instance, InstanceMeta, InstanceStatus, ParsedEvent } from '../../actors/model.js';
-import { API_KEY_RECORD_ID, parseGoTime, parseNodePassPayload } from './events.js';
+import { parseGoTime, parseNodePassPayload } from './events.js';
 
 /**
  * What is kept of a tunnel's last event in the canonical form: the wire text around its status, which holds every
@@ -93,7 +93,7 @@ export class NodePassPayloadParser {
   /**
    * After a full read: keeps the tunnel's wire text around its status, if the payload is in the canonical form.
    * Not for a snapshot's `initial` event: a tunnel that sends nothing after it (stopped, or waiting for its peer:
-   * no checkpoints, PROTOCOL §7) would hold ~0.7 KB for nothing; one that streams is kept at its next event (a
+   * no checkpoints, PROTOCOL §5.5) would hold ~0.7 KB for nothing; one that streams is kept at its next event (a
    * running instance checkpoints every 5 s), whose full read is the only price.
    */
   private remember(data: string, type: InstanceEventType, instance: Instance): void {
@@ -138,6 +138,7 @@ export class NodePassPayloadParser {
     if (p === -1) return undefined;
     const idEnd = plainStringEnd(data, p);
     if (idEnd === -1 || idEnd === p || idEnd - p > MAX_ID_LENGTH) return undefined;
+    // Only instance events are remembered, never the API-key record (`********`): its id is never found here.
     const known = this.known.get(data.slice(p, idEnd));
     if (known === undefined) return undefined;
 
