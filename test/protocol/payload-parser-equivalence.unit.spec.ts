@@ -13,6 +13,7 @@ import { parseNodePassPayload } from '../../src/protocol/events.js';
 import { DEFAULT_MAX_KNOWN, NodePassPayloadParser } from '../../src/protocol/payload-parser.js';
 import { encodeEnvelope, encodeInstance, type WireInstance } from '../../src/sim/go-wire.js';
 import { captureDataLines } from '../support/captures.js';
+import { instance } from '../support/instances.js';
 import { mulberry32 } from '../support/prng.js';
 
 const CAPTURES = [
@@ -99,25 +100,17 @@ function newTunnel(rnd: () => number, index: number): WireInstance {
   if (rnd() < 0.3) tags['env'] = pick(rnd, ODD_STRINGS);
   if (rnd() < 0.2) tags['zone'] = 'eu';
   if (rnd() < 0.1) tags['7'] = 'a number-like key';
-  return {
+  // The capture-shaped instance, its strings and meta drawn from the odd ones; counters and gauges from zero.
+  return instance({
     id: `t${index.toString(16).padStart(7, '0')}`,
     alias: pick(rnd, ODD_STRINGS),
     type: rnd() < 0.5 ? 'server' : 'client',
-    status: 'running',
     url: pick(rnd, ODD_STRINGS),
     config: pick(rnd, ODD_STRINGS),
     restart: rnd() < 0.5,
     meta: { peer: { sid: rnd() < 0.8 ? '' : pick(rnd, ODD_STRINGS), type: '', alias: rnd() < 0.9 ? '' : 'peer' }, tags },
-    mode: 1,
-    ping: 0,
     pool: 0,
-    tcps: 0,
-    udps: 0,
-    tcprx: 0,
-    tcptx: 0,
-    udprx: 0,
-    udptx: 0,
-  };
+  });
 }
 
 /** One event of a tunnel: mostly moving values, sometimes a changed string, as a master writes it. */
