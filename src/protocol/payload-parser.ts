@@ -36,6 +36,19 @@ interface KnownTunnel {
   config: string;
   restart: boolean;
   meta: InstanceMeta;
+  /** Read or kept since the last sweep: an entry that was not is released by the next one. */
+  used: boolean;
+}
+
+export interface PayloadParserOptions {
+  /** A bound on remembered tunnels; past it the memory starts over (a cost in speed only). Default 200,000. */
+  maxKnown?: number;
+  /**
+   * A tunnel whose events stop (stopped, deleted unseen, gone with a reconnect elsewhere) is released after between
+   * one and two of these, ms. Default 60 s: twelve checkpoint intervals (PROTOCOL §5.5).
+   */
+  releaseUnusedAfterMs?: number;
+  now?: () => number;
 }
 
 type InstanceEventType = 'initial' | 'create' | 'update' | 'delete' | 'log';
@@ -52,8 +65,10 @@ const INT32_MIN = -2147483648;
 const INT32_MAX = 2147483647;
 /** Ids longer than the schema's bound go to the full parser (which rejects them). */
 const MAX_ID_LENGTH = 64;
-/** A bound on remembered tunnels per stream; past it the memory starts over (a cost in speed only). */
 export const DEFAULT_MAX_KNOWN = 200_000;
+export const DEFAULT_RELEASE_UNUSED_AFTER_MS = 60_000;
+/** Reads between two looks at the clock (a sweep is due at most once per `releaseUnusedAfterMs`). */
+const READS_PER_CLOCK_CHECK = 1024;
 
 const QUOTE = 34;
 const BACKSLASH = 92;
@@ -66,11 +81,24 @@ export class NodePassPayloadParser {
   /** Payloads read the fast way, and those handed to the full parser: a measure of how well this works. */
   fastReads = 0;
   fullReads = 0;
+  /** Entries released by sweeps because their tunnel sent nothing for a while. */
+  released = 0;
+  private readonly maxKnown: number;
+  private readonly releaseUnusedAfterMs: number;
+  private readonly now: () => number;
+  private lastSweepAt: number;
+  private readsSinceClockCheck = 0;
 
-  constructor(private readonly maxKnown = DEFAULT_MAX_KNOWN) {}
+  constructor(options: PayloadParserOptions = {}) {
+    this.maxKnown = options.maxKnown ?? DEFAULT_MAX_KNOWN;
+    this.releaseUnusedAfterMs = options.releaseUnusedAfterMs ?? DEFAULT_RELEASE_UNUSED_AFTER_MS;
+    this.now = options.now ?? Date.now;
+    this.lastSweepAt = this.now();
+  }
 
   /** Exactly `parseNodePassPayload(data, eventName)`. */
   parse(data: string, eventName = 'instance'): ParsedEvent {
+    if (++this.readsSinceClockCheck >= READS_PER_CLOCK_CHECK) this.sweepIfDue();
     if (eventName === 'instance') {
       const fast = this.readKnown(data);
       if (fast !== undefined) {
@@ -88,6 +116,24 @@ export class NodePassPayloadParser {
   /** How many tunnels the parser holds strings for. */
   get knownCount(): number {
     return this.known.size;
+  }
+
+  /**
+   * Releases the entries nothing used since the previous sweep, if one is due. Checked every few reads, so a stream
+   * that has gone quiet keeps its entries until it reads again (or closes, and the parser goes with it).
+   */
+  sweepIfDue(): void {
+    this.readsSinceClockCheck = 0;
+    const now = this.now();
+    if (now - this.lastSweepAt < this.releaseUnusedAfterMs) return;
+    this.lastSweepAt = now;
+    for (const [id, known] of this.known) {
+      if (known.used) known.used = false;
+      else {
+        this.known.delete(id);
+        this.released += 1;
+      }
+    }
   }
 
   /**
@@ -114,6 +160,7 @@ export class NodePassPayloadParser {
       config: instance.config,
       restart: instance.restart,
       meta: instance.meta,
+      used: true,
     });
   }
 
@@ -199,6 +246,7 @@ export class NodePassPayloadParser {
       udprx,
       udptx,
     };
+    known.used = true;
     return { kind: 'instance', event: { type: envelope.type, at, time, instance, logs } };
   }
 }

@@ -324,8 +324,31 @@ describe('what it keeps', () => {
     expect(parser.fullReads).toBe(2);
   });
 
+  it('releases a tunnel that stopped sending, after one to two release periods, and keeps one that streams', () => {
+    let clock = 0;
+    const parser = new NodePassPayloadParser({ releaseUnusedAfterMs: 60_000, now: () => clock });
+    const [streaming, stopping] = [newTunnel(mulberry32(5), 0), newTunnel(mulberry32(6), 1)];
+    for (const t of [streaming, stopping]) parser.parse(update(t, 1));
+    expect(parser.knownCount).toBe(2);
+    // Every 10 s the streaming tunnel checkpoints; the other one has gone silent.
+    for (let s = 10; s <= 130; s += 10) {
+      clock = s * 1000;
+      parser.parse(update(streaming, s % 60));
+      parser.sweepIfDue();
+    }
+    expect(parser.knownCount).toBe(1);
+    expect(parser.released).toBe(1);
+    // The streaming one is still read in place; the released one is parsed in full once more, then kept again.
+    const fastBefore = parser.fastReads;
+    parser.parse(update(streaming, 59));
+    expect(parser.fastReads).toBe(fastBefore + 1);
+    parser.parse(update(stopping, 59));
+    expect(parser.fastReads).toBe(fastBefore + 1);
+    expect(parser.knownCount).toBe(2);
+  });
+
   it('forgets a deleted tunnel, and starts over past its bound', () => {
-    const parser = new NodePassPayloadParser(3);
+    const parser = new NodePassPayloadParser({ maxKnown: 3 });
     const rnd = mulberry32(2);
     const tunnels = Array.from({ length: 4 }, (_, i) => newTunnel(rnd, i));
     for (const t of tunnels.slice(0, 3)) parser.parse(update(t, 1));
