@@ -159,13 +159,17 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
     queueMicrotask(() => options.onClose(result));
   };
 
-  /** Runs a consumer callback; a throw ends the stream rather than escaping into a socket handler. */
+  /** A consumer callback threw: the stream ends rather than the error escaping into a socket handler. */
+  const handlerFailed = (error: unknown): void =>
+    finish({ kind: 'handler-error', message: error instanceof Error ? error.message : String(error) });
+
+  /** Runs a consumer callback; a throw ends the stream (`handlerFailed`). */
   const deliver = (callback: () => void): void => {
     if (finished) return;
     try {
       callback();
     } catch (error) {
-      finish({ kind: 'handler-error', message: error instanceof Error ? error.message : String(error) });
+      handlerFailed(error);
     }
   };
 
@@ -191,7 +195,7 @@ export function openEventStream(options: EventStreamOptions): EventStreamHandle 
         try {
           options.onEvent(parsed, data);
         } catch (error) {
-          finish({ kind: 'handler-error', message: error instanceof Error ? error.message : String(error) });
+          handlerFailed(error);
         }
       },
       onRetry(ms) {

@@ -170,8 +170,8 @@ export class NodePassPayloadParser {
    * values of this text. Each step answers the position after what it read, or -1.
    */
   private readKnown(data: string): ParsedEvent | undefined {
-    const envelope = ENVELOPE_STARTS[data[TYPE_AT] ?? ''];
-    if (envelope === undefined || !textAt(data, 0, envelope.start)) return undefined;
+    const envelope = envelopeOf(data);
+    if (envelope === undefined) return undefined;
     let p = envelope.start.length;
     const timeEnd = plainStringEnd(data, p);
     if (timeEnd === -1) return undefined;
@@ -262,8 +262,8 @@ function locateStatus(
 ): { idEnd: number; statusStart: number; statusEnd: number; modeStart: number } | undefined {
   const meta = instance.meta;
   if (!hasExactKeys(meta, 'peer', 'tags') || !hasExactKeys(meta.peer, 'sid', 'type', 'alias')) return undefined;
-  const envelope = ENVELOPE_STARTS[data[TYPE_AT] ?? ''];
-  if (envelope === undefined || !textAt(data, 0, envelope.start)) return undefined;
+  const envelope = envelopeOf(data);
+  if (envelope === undefined) return undefined;
   let p = plainStringEnd(data, envelope.start.length);
   p = literal(data, p, '","instance":{"id":');
   p = matchString(data, p, instance.id);
@@ -287,6 +287,12 @@ function locateStatus(
   p = tagsField(data, p, meta.tags);
   p = literal(data, p, '},"mode":');
   return p === -1 ? undefined : { idEnd, statusStart, statusEnd, modeStart: p };
+}
+
+/** The instance event's envelope `data` starts with (`{"type":"<type>","time":"`), or undefined. */
+function envelopeOf(data: string): { type: InstanceEventType; start: string } | undefined {
+  const envelope = ENVELOPE_STARTS[data[TYPE_AT] ?? ''];
+  return envelope !== undefined && textAt(data, 0, envelope.start) ? envelope : undefined;
 }
 
 /** A flat copy of `text` that shares nothing with the string it was sliced from (exact, lone surrogates too). */
