@@ -16,26 +16,19 @@
  * integer in range, a rejection) goes to `parseNodePassPayload` itself. Proven by
  * test/protocol/payload-parser-equivalence.unit.spec.ts.
  */
-import type { Instance, InstanceMeta, InstanceStatus, ParsedEvent } from '../../actors/model.js';
+import type { Instance, InstanceStatus, ParsedEvent } from '../../actors/model.js';
 import { parseGoTime, parseNodePassPayload } from './events.js';
 
 /**
  * What is kept of a tunnel's last event in the canonical form: the wire text around its status, which holds every
- * rarely changing field, and those fields' values as the full parser decoded them from exactly that text.
+ * rarely changing field, and those fields' values as the full parser decoded them from exactly that text. The id
+ * is the one first parsed: every event of the tunnel hands on this one string (a property key V8 has seen).
  */
-interface KnownTunnel {
-  /** The id as first parsed: every event of the tunnel hands on this one string (a property key V8 has seen). */
-  id: string;
+interface KnownTunnel extends Pick<Instance, 'id' | 'alias' | 'type' | 'url' | 'config' | 'restart' | 'meta'> {
   /** From the id's closing quote to the status value: `","alias":…,"type":…,"status":"`. */
   beforeStatus: string;
   /** From the status value's closing quote through the mode's key: `,"url":…,"meta":{…}},"mode":`. */
   afterStatus: string;
-  alias: string;
-  type: string;
-  url: string;
-  config: string;
-  restart: boolean;
-  meta: InstanceMeta;
   /** Read or kept since the last sweep: an entry that was not is released by the next one. */
   used: boolean;
 }
